@@ -1,0 +1,713 @@
+//! The engine runs a tool call against the log: it brings the notebook's
+//! file and the log into agreement, lets the tool plan its changes against
+//! the current state, and commits them as one event.
+//!
+//! A write goes: lock → sync the file (import / take in an outside change)
+//! → plan → fold the event into a trial copy of the notebook → render the
+//! file from per-cell cached bytes → write the hidden temp file → append the
+//! event (durable) → rename the temp file over the notebook → install the
+//! trial state. Anything that fails before the append leaves no trace; the
+//! event records the file's hash before and after, so start-up can finish a
+//! rename a crash interrupted (§8.8).
+//!
+//! One mutex serialises calls. That keeps the version order, the file order
+//! and the state order identical, which is what makes replay exact.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ToolError, quote};
+use crate::events::{CLIENT_EXTERNAL, Cell, Event, FileWrite, Hash, OP_EXTERNAL, OP_IMPORT};
+use crate::ipynb;
+use crate::notebook;
+use crate::paths::{NotebookPath, Root};
+use crate::projections::{NotebookState, Workspace};
+use crate::store::{Store, StoreError};
+
+/// Largest notebook file the server imports (§8.12).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// How long a request_id is remembered (§8.1).
+const REQUEST_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Who is acting, and their idempotency key.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub client_name: String,
+    pub request_id: Option<String>,
+}
+
+/// Builds a tool's result from the committed version and the new state.
+pub type ResultFn = Box<dyn FnOnce(u64, &NotebookState) -> Map<String, Value> + Send>;
+
+/// What a tool wants to commit.
+pub struct Plan {
+    pub operation: &'static str,
+    pub changes: Vec<crate::events::Change>,
+    pub cell_ids: Vec<String>,
+    pub summary: String,
+    pub result: ResultFn,
+}
+
+/// Whether a write needs the notebook to exist already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Existing,
+    /// `create_notebook`: the file must not exist; an earlier history of
+    /// the same path, if any, is handed to the planner to continue.
+    Create,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            size: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            ino: m.ino(),
+            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        }
+    }
+}
+
+type RenderCache = HashMap<String, (Arc<Cell>, Arc<str>)>;
+
+#[derive(Default)]
+struct Inner {
+    ws: Workspace,
+    /// Per notebook, each cell's rendered file text, valid while the
+    /// cell's `Arc` is the one rendered: a write re-encodes only what changed.
+    renders: HashMap<String, RenderCache>,
+    /// What each file on disk held when last seen, by stat and hash.
+    disk: HashMap<String, (Stamp, Hash)>,
+    /// (client, request_id) → version of the event that answered it.
+    requests: HashMap<(String, String), (u64, i64)>,
+}
+
+pub struct Engine {
+    root: Root,
+    store: Store,
+    inner: Mutex<Inner>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
+
+fn internal(e: impl std::fmt::Display) -> ToolError {
+    ToolError::internal(format!("{e}; nothing was changed, the call can be retried"))
+}
+
+impl Engine {
+    /// Opens the log in `data` for the workspace `root`, replays it and
+    /// reconciles the files on disk with it.
+    pub fn open(root: &Path, data: &Path) -> anyhow::Result<Engine> {
+        let store = Store::open(data)?;
+        let root = Root::new(root, data)?;
+        store.bind_root(&root.path().to_string_lossy())?;
+        let mut inner = Inner::default();
+        let cutoff = now_ms() - REQUEST_TTL_MS;
+        for rec in store.records(1) {
+            let rec = rec?;
+            if let Some(rid) = &rec.event.request_id
+                && rec.event.timestamp_ms >= cutoff
+            {
+                inner.requests.insert(
+                    (rec.event.client_name.clone(), rid.clone()),
+                    (rec.event.version, rec.event.timestamp_ms),
+                );
+            }
+            inner.ws.apply(&rec.event);
+        }
+        let engine = Engine {
+            root,
+            store,
+            inner: Mutex::new(inner),
+        };
+        engine.reconcile_all();
+        Ok(engine)
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A copy of the whole projection (tests and audit).
+    pub fn workspace(&self) -> Workspace {
+        self.inner.lock().ws.clone()
+    }
+
+    /// Finishes writes a crash interrupted and takes in outside changes
+    /// made while no server ran (§8.8).
+    fn reconcile_all(&self) {
+        let mut inner = self.inner.lock();
+        let paths: Vec<String> = inner.ws.notebooks.keys().cloned().collect();
+        for rel in paths {
+            let np = NotebookPath {
+                abs: self.root.path().join(&rel),
+                rel: rel.clone(),
+            };
+            let _ = fs::remove_file(temp_path(&np.abs));
+            let Some(nb) = inner.ws.notebook(&rel).cloned() else {
+                continue;
+            };
+            let Some(file) = nb.file.clone() else {
+                continue;
+            };
+            match fs::read(&np.abs) {
+                Ok(bytes) => {
+                    let hash = *blake3::hash(&bytes).as_bytes();
+                    if hash == file.after {
+                        continue;
+                    }
+                    if file.written && Some(hash) == file.before {
+                        // The event committed but the rename never happened.
+                        if let Err(e) = self.rewrite_from_log(&mut inner, &np) {
+                            tracing::warn!(path = %rel, error = %e, "could not finish an interrupted write");
+                        }
+                        continue;
+                    }
+                    if let Err(e) = self.sync(&mut inner, &np) {
+                        tracing::warn!(path = %rel, error = %e, "notebook on disk could not be taken in");
+                    }
+                }
+                Err(_) if file.written && file.before.is_none() => {
+                    // A create whose file never landed.
+                    if let Err(e) = self.rewrite_from_log(&mut inner, &np) {
+                        tracing::warn!(path = %rel, error = %e, "could not finish an interrupted create");
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn rewrite_from_log(&self, inner: &mut Inner, np: &NotebookPath) -> Result<(), ToolError> {
+        let Some(nb) = inner.ws.notebook(&np.rel).cloned() else {
+            return Ok(());
+        };
+        let (bytes, cache) = render(&nb, inner.renders.get(&np.rel));
+        let tmp = write_temp(&np.abs, &bytes)?;
+        fs::rename(&tmp, &np.abs).map_err(internal)?;
+        inner.renders.insert(np.rel.clone(), cache);
+        self.mark_disk(inner, np, *blake3::hash(&bytes).as_bytes());
+        Ok(())
+    }
+
+    fn mark_disk(&self, inner: &mut Inner, np: &NotebookPath, hash: Hash) {
+        if let Ok(m) = fs::metadata(&np.abs) {
+            inner.disk.insert(np.rel.clone(), (Stamp::of(&m), hash));
+        }
+    }
+
+    /// Runs a read against the notebook's current state (importing it or
+    /// taking in an outside change first, if needed).
+    pub fn read<T>(
+        &self,
+        path: &str,
+        f: impl FnOnce(&NotebookState) -> Result<T, ToolError>,
+    ) -> Result<T, ToolError> {
+        let np = self.root.resolve(path)?;
+        let mut inner = self.inner.lock();
+        self.sync(&mut inner, &np)?;
+        let nb = inner
+            .ws
+            .notebook(&np.rel)
+            .ok_or_else(|| ToolError::internal("notebook vanished from the projection"))?;
+        f(nb)
+    }
+
+    /// Runs a write: `plan` sees the current state and returns the changes;
+    /// an empty plan commits nothing and answers `changed: false`.
+    pub fn write(
+        &self,
+        path: &str,
+        actor: &Actor,
+        presence: Presence,
+        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath) -> Result<Plan, ToolError>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let np = self.root.resolve(path)?;
+        let mut inner = self.inner.lock();
+        if let Some(rid) = &actor.request_id
+            && let Some(prev) = self.replayed(&inner, &actor.client_name, rid)?
+        {
+            return Ok(prev);
+        }
+        match presence {
+            Presence::Existing => self.sync(&mut inner, &np)?,
+            Presence::Create => {
+                if np.abs.exists() {
+                    return Err(ToolError::new(
+                        "exists",
+                        format!(
+                            "notebook {} already exists; edit it with the cell tools or pick another path",
+                            quote(&np.rel)
+                        ),
+                    )
+                    .with("path", np.rel.clone()));
+                }
+            }
+        }
+        let nb = inner.ws.notebook(&np.rel);
+        let plan = plan(nb, &np)?;
+        if plan.changes.is_empty() {
+            let nb = inner.ws.notebook(&np.rel);
+            let current = nb.map_or(0, |n| n.current_version);
+            let mut result = match nb {
+                Some(nb) => (plan.result)(current, nb),
+                None => Map::new(),
+            };
+            result.remove("version");
+            result.insert("changed".into(), json!(false));
+            result.insert("current_version".into(), json!(current));
+            result.insert("client_name".into(), json!(actor.client_name));
+            return Ok(result);
+        }
+        let event = Event {
+            version: 0,
+            timestamp_ms: 0,
+            client_name: actor.client_name.clone(),
+            operation: plan.operation.to_owned(),
+            paths: vec![np.rel.clone()],
+            cell_ids: plan.cell_ids,
+            overrode_locks: Vec::new(),
+            request_id: actor.request_id.clone(),
+            result: String::new(),
+            summary: plan.summary,
+            changes: plan.changes,
+            files: Vec::new(),
+        };
+        let make = plan.result;
+        let client = actor.client_name.clone();
+        self.commit(&mut inner, &np, event, true, move |version, nb| {
+            let mut r = make(version, nb);
+            r.insert("version".into(), json!(version));
+            r.insert("changed".into(), json!(true));
+            r.insert("client_name".into(), json!(client));
+            r
+        })
+    }
+
+    /// The stored result of an earlier call with the same request_id.
+    fn replayed(
+        &self,
+        inner: &Inner,
+        client: &str,
+        rid: &str,
+    ) -> Result<Option<Map<String, Value>>, ToolError> {
+        let Some(&(version, ts)) = inner.requests.get(&(client.to_owned(), rid.to_owned())) else {
+            return Ok(None);
+        };
+        if ts < now_ms() - REQUEST_TTL_MS {
+            return Ok(None);
+        }
+        let rec = self.store.get(version).map_err(internal)?;
+        Ok(
+            rec.and_then(|r| match serde_json::from_str(&r.event.result) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => None,
+            }),
+        )
+    }
+
+    /// Folds `event` into a trial copy of the notebook, writes the file's
+    /// temp sibling (when `write_file`), appends the event, renames the file
+    /// and installs the trial state. `result` builds the answer stored in
+    /// the event.
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        np: &NotebookPath,
+        mut event: Event,
+        write_file: bool,
+        result: impl FnOnce(u64, &NotebookState) -> Map<String, Value>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let version = inner.ws.head + 1;
+        let timestamp_ms = now_ms().max(inner.ws.head_timestamp_ms);
+        event.version = version;
+        event.timestamp_ms = timestamp_ms;
+
+        let mut trial = Workspace {
+            notebooks: Default::default(),
+            head: inner.ws.head,
+            head_timestamp_ms: inner.ws.head_timestamp_ms,
+        };
+        if let Some(nb) = inner.ws.notebook(&np.rel) {
+            trial.notebooks.insert(np.rel.clone(), nb.clone());
+        }
+        let before = inner.disk.get(&np.rel).map(|(_, h)| *h);
+        // Fold once without file info to render, then record the file.
+        trial.apply(&event);
+        let nb = trial
+            .notebooks
+            .get(&np.rel)
+            .ok_or_else(|| ToolError::internal("event did not create its notebook"))?;
+        let mut tmp = None;
+        let mut cache = None;
+        if write_file {
+            let (bytes, c) = render(nb, inner.renders.get(&np.rel));
+            let after = *blake3::hash(&bytes).as_bytes();
+            tmp = Some((write_temp(&np.abs, &bytes)?, after));
+            cache = Some(c);
+            event.files.push(FileWrite {
+                path: np.rel.clone(),
+                before,
+                after,
+                written: true,
+            });
+        }
+        let answer = result(version, nb);
+        event.result = Value::Object(answer.clone()).to_string();
+        if let Some(f) = event.files.first()
+            && let Some(nb) = trial.notebooks.get_mut(&np.rel)
+        {
+            nb.file = Some(f.clone());
+        }
+
+        if let Err(e) = self.store.append(&event) {
+            if let Some((t, _)) = &tmp {
+                let _ = fs::remove_file(t);
+            }
+            return Err(store_error(e));
+        }
+        if let Some((t, after)) = tmp {
+            // The event is durable; a failed rename is healed at start-up
+            // from the event's file record.
+            if let Err(e) = fs::rename(&t, &np.abs) {
+                tracing::error!(path = %np.rel, error = %e, "rename after commit failed");
+            }
+            self.mark_disk(inner, np, after);
+        }
+        if let Some(c) = cache {
+            inner.renders.insert(np.rel.clone(), c);
+        }
+        if let Some(rid) = &event.request_id {
+            inner.requests.insert(
+                (event.client_name.clone(), rid.clone()),
+                (version, timestamp_ms),
+            );
+        }
+        for (path, nb) in trial.notebooks {
+            inner.ws.notebooks.insert(path, nb);
+        }
+        inner.ws.head = version;
+        inner.ws.head_timestamp_ms = timestamp_ms;
+        Ok(answer)
+    }
+
+    /// Brings notebook `np` and the log into agreement (§3, §8.8): imports
+    /// a notebook the log has never seen, takes in a file changed outside.
+    fn sync(&self, inner: &mut Inner, np: &NotebookPath) -> Result<(), ToolError> {
+        let meta = match fs::metadata(&np.abs) {
+            Ok(m) => m,
+            Err(_) => {
+                let known = inner.ws.notebook(&np.rel).is_some();
+                let hint = if known {
+                    "its file was removed outside nbledger; its history is kept, and create_notebook on this path continues it"
+                } else {
+                    "check the path with list_notebooks, or create it with create_notebook"
+                };
+                return Err(ToolError::not_found(
+                    "notebook",
+                    format!("no notebook at {}; {hint}", quote(&np.rel)),
+                )
+                .with("path", np.rel.clone()));
+            }
+        };
+        if !meta.is_file() {
+            return Err(ToolError::new(
+                "invalid_notebook",
+                format!("{} is not a regular file", quote(&np.rel)),
+            )
+            .with("reason", "not a regular file"));
+        }
+        let stamp = Stamp::of(&meta);
+        if inner.disk.get(&np.rel).is_some_and(|(s, _)| *s == stamp) {
+            return Ok(());
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(ToolError::too_large(
+                "the notebook file (bytes)",
+                MAX_FILE_BYTES,
+                meta.len(),
+            ));
+        }
+        let bytes = fs::read(&np.abs).map_err(internal)?;
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let known_hash = inner.disk.get(&np.rel).map(|(_, h)| *h).or_else(|| {
+            inner
+                .ws
+                .notebook(&np.rel)
+                .and_then(|nb| nb.file.as_ref().map(|f| f.after))
+        });
+        if known_hash == Some(hash) {
+            inner.disk.insert(np.rel.clone(), (stamp, hash));
+            return Ok(());
+        }
+        let raw = ipynb::parse(&bytes).map_err(|e| invalid_notebook(&np.rel, e))?;
+        match inner.ws.notebook(&np.rel).cloned() {
+            Some(old) => {
+                let changes = notebook::diff_outside(&old, &raw);
+                if changes.is_empty() {
+                    inner.disk.insert(np.rel.clone(), (stamp, hash));
+                    return Ok(());
+                }
+                let cell_ids = changed_cells(&changes);
+                let summary = format!("outside change to {} ({} changes)", np.rel, changes.len());
+                let event = outside_event(
+                    OP_EXTERNAL,
+                    np,
+                    cell_ids,
+                    summary,
+                    changes,
+                    Some(known_hash),
+                    hash,
+                );
+                self.commit(inner, np, event, false, |_, _| Map::new())?;
+                inner.disk.insert(np.rel.clone(), (stamp, hash));
+            }
+            None => {
+                let imp = notebook::import(&np.rel, &raw, None);
+                let cell_ids = changed_cells(&imp.changes);
+                let mut summary = format!("imported {} ({} cells)", np.rel, raw.cells.len());
+                if !imp.reassigned.is_empty() {
+                    let which: Vec<String> = imp
+                        .reassigned
+                        .iter()
+                        .map(|(i, old)| format!("cell {i} (was {})", quote(old)))
+                        .collect();
+                    summary.push_str(&format!(
+                        "; new ids for duplicate ids: {}",
+                        which.join(", ")
+                    ));
+                    summary = summary.chars().take(200).collect();
+                }
+                let mut event =
+                    outside_event(OP_IMPORT, np, cell_ids, summary, imp.changes, None, hash);
+                if imp.rewrite {
+                    // The file lacked ids: written once as 4.5 with them.
+                    // Its current bytes are the write's `before`.
+                    event.files.clear();
+                    inner.disk.insert(np.rel.clone(), (stamp, hash));
+                    self.commit(inner, np, event, true, |_, _| Map::new())?;
+                } else {
+                    self.commit(inner, np, event, false, |_, _| Map::new())?;
+                    inner.disk.insert(np.rel.clone(), (stamp, hash));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every notebook under `dir` (recursive, hidden folders and the data
+    /// folder skipped, directory symlinks not followed). Never imports.
+    pub fn list_notebooks(&self, dir: &str) -> Result<Vec<Value>, ToolError> {
+        let (rel, abs) = self.root.resolve_dir(dir)?;
+        if !abs.is_dir() {
+            return Err(ToolError::not_found(
+                "folder",
+                format!("no folder {} in the workspace", quote(dir)),
+            ));
+        }
+        let mut found = Vec::new();
+        let mut budget = 10_000usize;
+        walk(&abs, &rel, self.root.data_dir(), &mut budget, &mut found);
+        found.sort();
+        let inner = self.inner.lock();
+        Ok(found
+            .into_iter()
+            .map(|(rel, abs)| match inner.ws.notebook(&rel) {
+                Some(nb) => json!({
+                    "path": rel,
+                    "cell_count": nb.cells.len(),
+                    "current_version": nb.current_version,
+                    "imported": true,
+                }),
+                None => json!({
+                    "path": rel,
+                    "cell_count": count_cells(&abs),
+                    "current_version": 0,
+                    "imported": false,
+                }),
+            })
+            .collect())
+    }
+}
+
+fn changed_cells(changes: &[crate::events::Change]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for c in changes {
+        if let Some(id) = c.cell_id()
+            && !ids.iter().any(|x| x == id)
+        {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+fn outside_event(
+    operation: &str,
+    np: &NotebookPath,
+    cell_ids: Vec<String>,
+    summary: String,
+    changes: Vec<crate::events::Change>,
+    before: Option<Option<Hash>>,
+    after: Hash,
+) -> Event {
+    Event {
+        version: 0,
+        timestamp_ms: 0,
+        client_name: CLIENT_EXTERNAL.to_owned(),
+        operation: operation.to_owned(),
+        paths: vec![np.rel.clone()],
+        cell_ids,
+        overrode_locks: Vec::new(),
+        request_id: None,
+        result: String::new(),
+        summary,
+        changes,
+        files: vec![FileWrite {
+            path: np.rel.clone(),
+            before: before.flatten(),
+            after,
+            written: false,
+        }],
+    }
+}
+
+pub fn invalid_notebook(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
+    let mut err = ToolError::new(
+        "invalid_notebook",
+        format!(
+            "{} is not a valid Jupyter notebook: {}; fix the file (it was left untouched)",
+            quote(path),
+            e.reason
+        ),
+    )
+    .with("reason", e.reason.clone());
+    if let Some(l) = e.line {
+        err = err.with("line", l);
+    }
+    if let Some(c) = e.column {
+        err = err.with("column", c);
+    }
+    err
+}
+
+fn store_error(e: StoreError) -> ToolError {
+    ToolError::internal(format!(
+        "the log could not record the change ({e}); nothing was changed"
+    ))
+}
+
+/// The file bytes for `nb`, re-rendering only cells whose `Arc` changed.
+fn render(nb: &NotebookState, cache: Option<&RenderCache>) -> (Vec<u8>, RenderCache) {
+    let mut next: RenderCache = HashMap::with_capacity(nb.cells.len());
+    let mut texts: Vec<Arc<str>> = Vec::with_capacity(nb.cells.len());
+    for live in &nb.cells {
+        let text = match cache.and_then(|c| c.get(&live.cell.id)) {
+            Some((cell, text)) if Arc::ptr_eq(cell, &live.cell) => text.clone(),
+            _ => Arc::from(notebook::render_cell(&live.cell)),
+        };
+        next.insert(live.cell.id.clone(), (live.cell.clone(), text.clone()));
+        texts.push(text);
+    }
+    let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+    (notebook::render(&nb.header, &refs), next)
+}
+
+pub fn temp_path(abs: &Path) -> PathBuf {
+    let name = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    abs.with_file_name(format!(".{name}.nbledger-tmp"))
+}
+
+/// Writes the hidden temp sibling of `abs`, keeping the target's permission
+/// bits. The bytes are written out before the event commits so that a full
+/// disk refuses the call with nothing committed.
+fn write_temp(abs: &Path, bytes: &[u8]) -> Result<PathBuf, ToolError> {
+    let tmp = temp_path(abs);
+    if let Some(parent) = abs.parent() {
+        fs::create_dir_all(parent).map_err(internal)?;
+    }
+    let mut f = fs::File::create(&tmp).map_err(internal)?;
+    let res = f.write_all(bytes).and_then(|_| f.flush());
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(internal(format!("writing the notebook failed: {e}")));
+    }
+    if let Ok(m) = fs::metadata(abs) {
+        let _ = fs::set_permissions(&tmp, m.permissions());
+    }
+    Ok(tmp)
+}
+
+fn walk(dir: &Path, rel: &str, data: &Path, budget: &mut usize, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = e.path();
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if path.starts_with(data) {
+                continue;
+            }
+            walk(&path, &child, data, budget, out);
+        } else if name.ends_with(".ipynb") && (ft.is_file() || (ft.is_symlink() && path.is_file()))
+        {
+            out.push((child, path));
+        }
+    }
+}
+
+/// Counts cells without importing; `null` when the file is not a notebook.
+fn count_cells(abs: &Path) -> Value {
+    #[derive(serde::Deserialize)]
+    struct Cells {
+        cells: Vec<serde::de::IgnoredAny>,
+    }
+    fs::read(abs)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Cells>(&b).ok())
+        .map_or(Value::Null, |c| json!(c.cells.len()))
+}

@@ -1,0 +1,230 @@
+//! Events: immutable, past-tense facts. Plain data, no I/O.
+//!
+//! An [`Event`] is what one tool call did. Its [`Change`]s are the smallest
+//! facts a projection folds (a cell inserted, a source set, a cell deleted
+//! with everything needed to bring it back). Open-ended Jupyter JSON
+//! (metadata, outputs, attachments) is carried as JSON text, never as
+//! `serde_json::Value`, because the on-disk codec (bincode 1) cannot decode
+//! self-describing values.
+//!
+//! The bytes on disk are defined in [`codec`], which owns schema versions.
+
+pub mod codec;
+
+use std::sync::Arc;
+
+/// A blake3 digest.
+pub type Hash = [u8; 32];
+
+/// The kind of a notebook cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum CellType {
+    Code,
+    Markdown,
+    Raw,
+}
+
+impl CellType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellType::Code => "code",
+            CellType::Markdown => "markdown",
+            CellType::Raw => "raw",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CellType> {
+        match s {
+            "code" => Some(CellType::Code),
+            "markdown" => Some(CellType::Markdown),
+            "raw" => Some(CellType::Raw),
+            _ => None,
+        }
+    }
+}
+
+/// A whole cell: everything needed to write it back to the file exactly.
+///
+/// JSON-valued fields hold compact JSON text. `outputs` and
+/// `execution_count` are `None` for markdown and raw cells; `extra` holds
+/// unknown per-cell keys (a JSON object, `{}` when none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub id: String,
+    pub cell_type: CellType,
+    pub source: String,
+    pub metadata: String,
+    pub outputs: Option<String>,
+    pub execution_count: Option<String>,
+    pub attachments: Option<String>,
+    pub extra: String,
+}
+
+impl Cell {
+    /// A new cell as a tool creates it: empty metadata, no outputs.
+    pub fn new(id: String, cell_type: CellType, source: String, metadata: Option<String>) -> Cell {
+        let code = cell_type == CellType::Code;
+        Cell {
+            id,
+            cell_type,
+            source,
+            metadata: metadata.unwrap_or_else(|| "{}".to_owned()),
+            outputs: code.then(|| "[]".to_owned()),
+            execution_count: code.then(|| "null".to_owned()),
+            attachments: None,
+            extra: "{}".to_owned(),
+        }
+    }
+
+    /// The same cell with another type. A code cell turned into markdown or
+    /// raw loses outputs and execution_count (as Jupyter does); a cell
+    /// becoming code gains empty ones. Attachments only live on markdown
+    /// and raw cells in nbformat, so they are dropped when becoming code.
+    pub fn with_type(&self, cell_type: CellType) -> Cell {
+        let mut cell = self.clone();
+        cell.cell_type = cell_type;
+        if cell_type == CellType::Code {
+            cell.outputs.get_or_insert_with(|| "[]".to_owned());
+            cell.execution_count
+                .get_or_insert_with(|| "null".to_owned());
+            cell.attachments = None;
+        } else {
+            cell.outputs = None;
+            cell.execution_count = None;
+        }
+        cell
+    }
+}
+
+/// Notebook-level content other than cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub nbformat: u64,
+    pub nbformat_minor: u64,
+    /// JSON object text.
+    pub metadata: String,
+    /// Unknown top-level keys, JSON object text.
+    pub extra: String,
+}
+
+/// What the file on disk was made to hold by this event.
+///
+/// `before` is the content hash the file had when the event was built
+/// (`None` if there was no file); `after` is the hash of the bytes the event
+/// wrote, or of the bytes it observed when `written` is false (an import
+/// that left the file alone). Start-up uses this record to finish a write
+/// that was in flight when the process died (§8.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileWrite {
+    pub path: String,
+    pub before: Option<Hash>,
+    pub after: Hash,
+    pub written: bool,
+}
+
+/// One fact about one notebook. Applying the changes of an event in order
+/// to the state before it gives the state after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The notebook starts to exist in the log (import or create), or
+    /// exists again after its file was removed.
+    NotebookCreated { path: String, header: Header },
+    /// Notebook metadata or format fields changed (outside edit, restore).
+    HeaderSet {
+        path: String,
+        before: Header,
+        after: Header,
+    },
+    /// A cell appears at `index` (counted in the state before this change).
+    CellInserted {
+        path: String,
+        index: u32,
+        cell: Arc<Cell>,
+    },
+    /// Only the source of a cell changed.
+    SourceSet {
+        path: String,
+        cell_id: String,
+        before: String,
+        after: String,
+    },
+    /// Anything else about a cell changed (type, metadata, outputs...); the
+    /// whole cell before and after, id unchanged.
+    CellReplaced {
+        path: String,
+        before: Arc<Cell>,
+        after: Arc<Cell>,
+    },
+    /// A cell is removed. It keeps everything needed to recover it: the
+    /// whole cell, where it was, and the live cell that preceded it.
+    CellDeleted {
+        path: String,
+        index: u32,
+        after_cell_id: Option<String>,
+        cell: Arc<Cell>,
+    },
+    /// A cell changes position within the notebook.
+    CellMoved {
+        path: String,
+        cell_id: String,
+        from: u32,
+        to: u32,
+    },
+}
+
+impl Change {
+    pub fn path(&self) -> &str {
+        match self {
+            Change::NotebookCreated { path, .. }
+            | Change::HeaderSet { path, .. }
+            | Change::CellInserted { path, .. }
+            | Change::SourceSet { path, .. }
+            | Change::CellReplaced { path, .. }
+            | Change::CellDeleted { path, .. }
+            | Change::CellMoved { path, .. } => path,
+        }
+    }
+
+    /// The cell this change is about, if any.
+    pub fn cell_id(&self) -> Option<&str> {
+        match self {
+            Change::NotebookCreated { .. } | Change::HeaderSet { .. } => None,
+            Change::CellInserted { cell, .. } | Change::CellDeleted { cell, .. } => Some(&cell.id),
+            Change::CellReplaced { after, .. } => Some(&after.id),
+            Change::SourceSet { cell_id, .. } | Change::CellMoved { cell_id, .. } => Some(cell_id),
+        }
+    }
+}
+
+/// One committed tool call (or outside change) with its place in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Global, gap-free, starting at 1.
+    pub version: u64,
+    /// Milliseconds since the Unix epoch, UTC; never decreasing along versions.
+    pub timestamp_ms: i64,
+    pub client_name: String,
+    /// The tool that made the event, or `import` / `external_change`.
+    pub operation: String,
+    /// Notebook paths (relative to the root) the event belongs to.
+    pub paths: Vec<String>,
+    /// Cells the event affected, in a meaningful order for the operation.
+    pub cell_ids: Vec<String>,
+    /// `(cell_id, owner)` for each lock this event was forced past.
+    pub overrode_locks: Vec<(String, String)>,
+    /// Client-chosen idempotency key (§8.1).
+    pub request_id: Option<String>,
+    /// The tool result as JSON text, so a retried request gets the first
+    /// answer back from the log itself.
+    pub result: String,
+    /// One line for feeds and `log`; never a whole source.
+    pub summary: String,
+    pub changes: Vec<Change>,
+    pub files: Vec<FileWrite>,
+}
+
+/// Operation names that are not tools.
+pub const OP_IMPORT: &str = "import";
+pub const OP_EXTERNAL: &str = "external_change";
+/// The client name of changes that came from outside the server.
+pub const CLIENT_EXTERNAL: &str = "external";

@@ -1,0 +1,13 @@
+//! nbledger: an MCP server that lets several agents edit the same Jupyter
+//! notebooks at once, recording every change as an immutable, hash-chained
+//! event in an embedded log. See ARCHITECTURE.md for the map.
+
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod ipynb;
+pub mod notebook;
+pub mod paths;
+pub mod projections;
+pub mod store;
+pub mod tools;

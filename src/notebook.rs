@@ -1,0 +1,471 @@
+//! Between the file format ([`crate::ipynb`]) and events: turning a file
+//! into the changes that import it or take in an outside edit, and turning
+//! state back into file bytes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::events::{Cell, CellType, Change, Header};
+use crate::ipynb::{self, RawCell, RawNotebook};
+use crate::projections::NotebookState;
+
+/// Source of fresh cell ids: 8 lowercase hex characters (§8.3).
+pub fn fresh_id(taken: &dyn Fn(&str) -> bool) -> String {
+    loop {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        if !taken(&id) {
+            return id;
+        }
+    }
+}
+
+/// Compact JSON with keys sorted at every level: the one text form of JSON
+/// in events, so equal content always has equal text (and equal hashes).
+pub fn json_text(v: &Value) -> String {
+    serde_json::to_string(&sorted(v)).unwrap_or_else(|_| "null".to_owned())
+}
+
+pub fn object_text(m: &Map<String, Value>) -> String {
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    let sorted_map: Map<String, Value> = keys
+        .into_iter()
+        .map(|k| (k.clone(), sorted(&m[k])))
+        .collect();
+    serde_json::to_string(&sorted_map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn parse_object(s: &str) -> Map<String, Value> {
+    match serde_json::from_str(s) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+pub fn header_of(nb: &RawNotebook) -> Header {
+    Header {
+        nbformat: nb.nbformat,
+        nbformat_minor: nb.nbformat_minor,
+        metadata: object_text(&nb.metadata),
+        extra: object_text(&nb.extra),
+    }
+}
+
+/// A cell from the file; `cell_type` was validated by the parser.
+pub fn cell_of(raw: &RawCell, id: String) -> Cell {
+    Cell {
+        id,
+        cell_type: CellType::parse(&raw.cell_type).unwrap_or(CellType::Raw),
+        source: raw.source.clone(),
+        metadata: object_text(&raw.metadata),
+        outputs: raw
+            .outputs
+            .as_ref()
+            .map(|o| json_text(&Value::Array(o.clone()))),
+        execution_count: raw.execution_count.as_ref().map(json_text),
+        attachments: raw.attachments.as_ref().map(json_text),
+        extra: object_text(&raw.extra),
+    }
+}
+
+pub fn raw_of(cell: &Cell) -> RawCell {
+    RawCell {
+        id: Some(cell.id.clone()),
+        cell_type: cell.cell_type.as_str().to_owned(),
+        source: cell.source.clone(),
+        metadata: parse_object(&cell.metadata),
+        outputs: cell
+            .outputs
+            .as_deref()
+            .map(|o| match serde_json::from_str(o) {
+                Ok(Value::Array(a)) => a,
+                _ => Vec::new(),
+            }),
+        execution_count: cell
+            .execution_count
+            .as_deref()
+            .map(|e| serde_json::from_str(e).unwrap_or(Value::Null)),
+        attachments: cell
+            .attachments
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok()),
+        extra: parse_object(&cell.extra),
+    }
+}
+
+pub fn raw_header(h: &Header) -> RawNotebook {
+    RawNotebook {
+        nbformat: h.nbformat,
+        nbformat_minor: h.nbformat_minor,
+        metadata: parse_object(&h.metadata),
+        extra: parse_object(&h.extra),
+        cells: Vec::new(),
+    }
+}
+
+/// The changes that bring a file into the log for the first time, and
+/// whether the file must be rewritten (it lacked ids, or some were
+/// duplicates). Older 4.x notebooks become 4.5 when they gain ids.
+pub struct Import {
+    pub changes: Vec<Change>,
+    pub rewrite: bool,
+    pub reassigned: Vec<(usize, String)>,
+}
+
+pub fn import(path: &str, raw: &RawNotebook, reuse: Option<&NotebookState>) -> Import {
+    let mut header = header_of(raw);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut changes = Vec::new();
+    let mut rewrite = false;
+    let mut reassigned = Vec::new();
+    let mut new_ids: Vec<String> = Vec::new();
+    for (i, rc) in raw.cells.iter().enumerate() {
+        let id = match &rc.id {
+            Some(id) if !seen.contains(id) => id.clone(),
+            other => {
+                rewrite = true;
+                let id = fresh_id(&|c| {
+                    seen.contains(c)
+                        || raw.cells.iter().any(|x| x.id.as_deref() == Some(c))
+                        || reuse.is_some_and(|nb| nb.id_taken(c))
+                });
+                if let Some(old) = other {
+                    reassigned.push((i, old.clone()));
+                }
+                id
+            }
+        };
+        seen.insert(id.clone());
+        new_ids.push(id);
+    }
+    if rewrite && header.nbformat_minor < 5 {
+        header.nbformat_minor = 5;
+    }
+    changes.push(Change::NotebookCreated {
+        path: path.to_owned(),
+        header,
+    });
+    for (i, (rc, id)) in raw.cells.iter().zip(new_ids).enumerate() {
+        changes.push(Change::CellInserted {
+            path: path.to_owned(),
+            index: i as u32,
+            cell: Arc::new(cell_of(rc, id)),
+        });
+    }
+    Import {
+        changes,
+        rewrite,
+        reassigned,
+    }
+}
+
+/// The changes that turn `old` into what the file now holds (§8.8): cells
+/// are matched by id; cells without a usable id are matched to unmatched old
+/// cells by LCS over (type, source); the rest are new. Removed cells are
+/// deleted (recoverable).
+pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
+    let path = old.path.as_str();
+    // 1. Give every new cell an id: its own when unique and known or new,
+    //    else an LCS match, else a fresh one.
+    let mut ids: Vec<Option<String>> = Vec::with_capacity(raw.cells.len());
+    let mut used: HashSet<String> = HashSet::new();
+    for rc in &raw.cells {
+        match &rc.id {
+            // A known deleted id coming back from outside is that cell again.
+            Some(id) if !used.contains(id) => {
+                used.insert(id.clone());
+                ids.push(Some(id.clone()));
+            }
+            _ => ids.push(None),
+        }
+    }
+    let unmatched_old: Vec<&Arc<Cell>> = old
+        .cells
+        .iter()
+        .map(|c| &c.cell)
+        .filter(|c| !used.contains(&c.id))
+        .collect();
+    let pending: Vec<usize> = (0..raw.cells.len()).filter(|&i| ids[i].is_none()).collect();
+    for (pi, oi) in lcs(&pending, &unmatched_old, |&i, c| {
+        CellType::parse(&raw.cells[i].cell_type) == Some(c.cell_type)
+            && raw.cells[i].source == c.source
+    }) {
+        let id = unmatched_old[oi].id.clone();
+        used.insert(id.clone());
+        ids[pending[pi]] = Some(id);
+    }
+    let final_ids: Vec<String> = ids
+        .into_iter()
+        .map(|id| {
+            id.unwrap_or_else(|| {
+                let id = fresh_id(&|c| used.contains(c) || old.id_taken(c));
+                used.insert(id.clone());
+                id
+            })
+        })
+        .collect();
+
+    let mut changes = Vec::new();
+    let new_header = header_of(raw);
+    if new_header != old.header {
+        changes.push(Change::HeaderSet {
+            path: path.to_owned(),
+            before: old.header.clone(),
+            after: new_header,
+        });
+    }
+
+    // 2. Deletions, back to front so recorded indexes are exact.
+    let keep: HashSet<&str> = final_ids.iter().map(String::as_str).collect();
+    let mut order: Vec<Arc<Cell>> = old.cells.iter().map(|c| c.cell.clone()).collect();
+    let mut i = order.len();
+    while i > 0 {
+        i -= 1;
+        if !keep.contains(order[i].id.as_str()) {
+            let cell = order.remove(i);
+            changes.push(Change::CellDeleted {
+                path: path.to_owned(),
+                index: i as u32,
+                after_cell_id: predecessor(&order, i),
+                cell,
+            });
+        }
+    }
+
+    // 3. Inserts and moves, front to back, then content.
+    let by_id: HashMap<&str, &Arc<Cell>> = old
+        .cells
+        .iter()
+        .map(|c| (c.cell.id.as_str(), &c.cell))
+        .collect();
+    for (target, (rc, id)) in raw.cells.iter().zip(&final_ids).enumerate() {
+        let new_cell = cell_of(rc, id.clone());
+        match by_id.get(id.as_str()) {
+            None => {
+                let cell = Arc::new(new_cell);
+                order.insert(target, cell.clone());
+                changes.push(Change::CellInserted {
+                    path: path.to_owned(),
+                    index: target as u32,
+                    cell,
+                });
+            }
+            Some(prev) => {
+                let from = order.iter().position(|c| &c.id == id).unwrap_or(target);
+                if from != target {
+                    let c = order.remove(from);
+                    order.insert(target, c);
+                    changes.push(Change::CellMoved {
+                        path: path.to_owned(),
+                        cell_id: id.clone(),
+                        from: from as u32,
+                        to: target as u32,
+                    });
+                }
+                changes.extend(content_change(path, prev, new_cell));
+            }
+        }
+    }
+    changes
+}
+
+/// The change that makes `before` into `after` (same id), if any.
+pub fn content_change(path: &str, before: &Arc<Cell>, after: Cell) -> Option<Change> {
+    if **before == after {
+        return None;
+    }
+    let only_source = Cell {
+        source: before.source.clone(),
+        ..after.clone()
+    } == **before;
+    Some(if only_source {
+        Change::SourceSet {
+            path: path.to_owned(),
+            cell_id: after.id.clone(),
+            before: before.source.clone(),
+            after: after.source,
+        }
+    } else {
+        Change::CellReplaced {
+            path: path.to_owned(),
+            before: before.clone(),
+            after: Arc::new(after),
+        }
+    })
+}
+
+/// The id of the live cell just before position `i` (after a removal at `i`).
+pub fn predecessor(cells: &[Arc<Cell>], i: usize) -> Option<String> {
+    i.checked_sub(1)
+        .and_then(|p| cells.get(p))
+        .map(|c| c.id.clone())
+}
+
+/// Longest common subsequence of `a` and `b` under `eq`, as index pairs.
+/// Quadratic, but only over cells that lost their ids, which is rare and
+/// bounded by the cell limit.
+fn lcs<A, B>(a: &[A], b: &[B], eq: impl Fn(&A, &B) -> bool) -> Vec<(usize, usize)> {
+    let (n, m) = (a.len(), b.len());
+    if n == 0 || m == 0 {
+        return Vec::new();
+    }
+    let mut t = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            t[i][j] = if eq(&a[i], &b[j]) {
+                t[i + 1][j + 1] + 1
+            } else {
+                t[i + 1][j].max(t[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n && j < m {
+        if eq(&a[i], &b[j]) {
+            out.push((i, j));
+            i += 1;
+            j += 1;
+        } else if t[i + 1][j] >= t[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// Renders a notebook's file bytes from per-cell texts.
+pub fn render(header: &Header, cells: &[&str]) -> Vec<u8> {
+    ipynb::render_notebook(&raw_header(header), cells)
+}
+
+pub fn render_cell(cell: &Cell) -> String {
+    ipynb::render_cell(&raw_of(cell))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+    use crate::projections::Workspace;
+
+    const NB: &str = r##"{
+ "cells": [
+  {"cell_type": "markdown", "metadata": {}, "source": ["# Title"]},
+  {"cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [], "source": "x = 1"},
+  {"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": "y = 2"}
+ ],
+ "metadata": {},
+ "nbformat": 4,
+ "nbformat_minor": 4
+}"##;
+
+    fn state_of(raw: &RawNotebook) -> NotebookState {
+        let imp = import("n.ipynb", raw, None);
+        let mut ws = Workspace::default();
+        ws.apply(&event(1, imp.changes));
+        ws.notebooks["n.ipynb"].clone()
+    }
+
+    fn event(version: u64, changes: Vec<Change>) -> Event {
+        Event {
+            version,
+            timestamp_ms: 0,
+            client_name: "t".into(),
+            operation: "x".into(),
+            paths: vec!["n.ipynb".into()],
+            cell_ids: vec![],
+            overrode_locks: vec![],
+            request_id: None,
+            result: String::new(),
+            summary: String::new(),
+            changes,
+            files: vec![],
+        }
+    }
+
+    fn replay(old: &NotebookState, changes: Vec<Change>) -> NotebookState {
+        let mut ws = Workspace::default();
+        ws.notebooks.insert(old.path.clone(), old.clone());
+        ws.apply(&event(old.current_version + 1, changes));
+        ws.notebooks["n.ipynb"].clone()
+    }
+
+    #[test]
+    fn import_backfills_ids_and_upgrades_to_4_5() {
+        let raw = ipynb::parse(NB.as_bytes()).unwrap();
+        let imp = import("n.ipynb", &raw, None);
+        assert!(imp.rewrite);
+        let st = state_of(&raw);
+        assert_eq!(st.header.nbformat_minor, 5);
+        assert_eq!(st.cells.len(), 3);
+        for c in &st.cells {
+            assert_eq!(c.cell.id.len(), 8);
+            assert!(
+                c.cell
+                    .id
+                    .chars()
+                    .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
+            );
+        }
+    }
+
+    #[test]
+    fn outside_edit_without_ids_is_matched_by_content() {
+        let raw = ipynb::parse(NB.as_bytes()).unwrap();
+        let st = state_of(&raw);
+        // The outside tool drops ids, removes the middle cell, edits the last
+        // and adds one at the end.
+        let mut edited = raw.clone();
+        edited.cells.remove(1);
+        edited.cells.push(edited.cells[1].clone());
+        edited.cells[2].source = "z = 3".into();
+        let changes = diff_outside(&st, &edited);
+        let after = replay(&st, changes);
+        let ids: Vec<&str> = after.cells.iter().map(|c| c.cell.id.as_str()).collect();
+        assert_eq!(ids[0], st.cells[0].cell.id);
+        assert_eq!(ids[1], st.cells[2].cell.id);
+        assert!(!st.id_taken(ids[2]));
+        assert!(after.deleted.contains_key(&st.cells[1].cell.id));
+        assert_eq!(after.cells[2].cell.source, "z = 3");
+    }
+
+    #[test]
+    fn outside_reorder_by_id_is_moves() {
+        let raw = ipynb::parse(NB.as_bytes()).unwrap();
+        let st = state_of(&raw);
+        let mut file = raw.clone();
+        for (rc, c) in file.cells.iter_mut().zip(&st.cells) {
+            rc.id = Some(c.cell.id.clone());
+        }
+        file.cells.reverse();
+        let changes = diff_outside(&st, &file);
+        assert!(
+            changes
+                .iter()
+                .all(|c| matches!(c, Change::CellMoved { .. } | Change::HeaderSet { .. }))
+        );
+        let after = replay(&st, changes);
+        let want: Vec<&str> = st.cells.iter().rev().map(|c| c.cell.id.as_str()).collect();
+        let got: Vec<&str> = after.cells.iter().map(|c| c.cell.id.as_str()).collect();
+        assert_eq!(got, want);
+    }
+}

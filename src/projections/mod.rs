@@ -1,0 +1,279 @@
+//! Projections: state as a pure fold over events. No I/O, no clocks.
+//!
+//! [`Workspace::apply`] is the only way state changes, live or in replay,
+//! so replaying the log from version 1 gives exactly the live state (a
+//! property test checks it). Cells are shared `Arc`s: cloning a notebook to
+//! try a change costs one pointer per cell, not its content.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::events::{Cell, Change, Event, FileWrite, Header};
+
+/// A live cell and the newest event that changed its content (§8.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCell {
+    pub cell: Arc<Cell>,
+    pub last_version: u64,
+}
+
+/// What is known of a cell that is no longer in its notebook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedCell {
+    pub cell: Arc<Cell>,
+    pub version: u64,
+    pub index: u32,
+    pub after_cell_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotebookState {
+    pub path: String,
+    pub header: Header,
+    pub cells: Vec<LiveCell>,
+    /// Ids no longer live, with their last removal.
+    pub deleted: HashMap<String, DeletedCell>,
+    /// The newest event that touched this notebook.
+    pub current_version: u64,
+    /// The newest event that changed its content (what the file must hold).
+    pub content_version: u64,
+    /// The last file content the log put on (or observed on) disk.
+    pub file: Option<FileWrite>,
+}
+
+impl NotebookState {
+    fn new(path: &str, header: Header) -> NotebookState {
+        NotebookState {
+            path: path.to_owned(),
+            header,
+            cells: Vec::new(),
+            deleted: HashMap::new(),
+            current_version: 0,
+            content_version: 0,
+            file: None,
+        }
+    }
+
+    /// Index of the live cell with exactly this id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.cells.iter().position(|c| c.cell.id == id)
+    }
+
+    /// Whether `id` is taken by a live or deleted cell (new ids must not be).
+    pub fn id_taken(&self, id: &str) -> bool {
+        self.position(id).is_some() || self.deleted.contains_key(id)
+    }
+
+    fn apply_change(&mut self, change: &Change, version: u64) {
+        match change {
+            Change::NotebookCreated { header, .. } => self.header = header.clone(),
+            Change::HeaderSet { after, .. } => self.header = after.clone(),
+            Change::CellInserted { index, cell, .. } => {
+                let at = (*index as usize).min(self.cells.len());
+                self.deleted.remove(&cell.id);
+                self.cells.insert(
+                    at,
+                    LiveCell {
+                        cell: cell.clone(),
+                        last_version: version,
+                    },
+                );
+            }
+            Change::SourceSet { cell_id, after, .. } => {
+                if let Some(i) = self.position(cell_id) {
+                    let live = &mut self.cells[i];
+                    let mut cell = (*live.cell).clone();
+                    cell.source = after.clone();
+                    live.cell = Arc::new(cell);
+                    live.last_version = version;
+                }
+            }
+            Change::CellReplaced { after, .. } => {
+                if let Some(i) = self.position(&after.id) {
+                    self.cells[i] = LiveCell {
+                        cell: after.clone(),
+                        last_version: version,
+                    };
+                }
+            }
+            Change::CellDeleted {
+                index,
+                after_cell_id,
+                cell,
+                ..
+            } => {
+                if let Some(i) = self.position(&cell.id) {
+                    self.cells.remove(i);
+                }
+                self.deleted.insert(
+                    cell.id.clone(),
+                    DeletedCell {
+                        cell: cell.clone(),
+                        version,
+                        index: *index,
+                        after_cell_id: after_cell_id.clone(),
+                    },
+                );
+            }
+            Change::CellMoved { cell_id, to, .. } => {
+                if let Some(i) = self.position(cell_id) {
+                    let live = self.cells.remove(i);
+                    let at = (*to as usize).min(self.cells.len());
+                    self.cells.insert(at, live);
+                }
+            }
+        }
+    }
+}
+
+/// Every notebook the log knows, as of `head`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workspace {
+    pub notebooks: BTreeMap<String, NotebookState>,
+    pub head: u64,
+    pub head_timestamp_ms: i64,
+}
+
+impl Workspace {
+    /// Folds one event. Events must come in version order.
+    pub fn apply(&mut self, event: &Event) {
+        for change in &event.changes {
+            let path = change.path();
+            if let Change::NotebookCreated { header, .. } = change {
+                self.notebooks
+                    .entry(path.to_owned())
+                    .or_insert_with(|| NotebookState::new(path, header.clone()));
+            }
+            if let Some(nb) = self.notebooks.get_mut(path) {
+                nb.apply_change(change, event.version);
+                nb.content_version = event.version;
+            }
+        }
+        for path in &event.paths {
+            if let Some(nb) = self.notebooks.get_mut(path) {
+                nb.current_version = event.version;
+            }
+        }
+        for file in &event.files {
+            if let Some(nb) = self.notebooks.get_mut(&file.path) {
+                nb.file = Some(file.clone());
+            }
+        }
+        self.head = event.version;
+        self.head_timestamp_ms = event.timestamp_ms;
+    }
+
+    /// The state of one notebook, if the log has it.
+    pub fn notebook(&self, path: &str) -> Option<&NotebookState> {
+        self.notebooks.get(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::CellType;
+
+    fn header() -> Header {
+        Header {
+            nbformat: 4,
+            nbformat_minor: 5,
+            metadata: "{}".into(),
+            extra: "{}".into(),
+        }
+    }
+
+    fn cell(id: &str, src: &str) -> Arc<Cell> {
+        Arc::new(Cell::new(id.into(), CellType::Code, src.into(), None))
+    }
+
+    fn ev(version: u64, changes: Vec<Change>) -> Event {
+        Event {
+            version,
+            timestamp_ms: version as i64,
+            client_name: "t".into(),
+            operation: "x".into(),
+            paths: vec!["n.ipynb".into()],
+            cell_ids: vec![],
+            overrode_locks: vec![],
+            request_id: None,
+            result: String::new(),
+            summary: String::new(),
+            changes,
+            files: vec![],
+        }
+    }
+
+    fn ids(ws: &Workspace) -> Vec<String> {
+        ws.notebook("n.ipynb")
+            .unwrap()
+            .cells
+            .iter()
+            .map(|c| c.cell.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn fold_inserts_sets_moves_and_deletes() {
+        let p = "n.ipynb".to_string();
+        let mut ws = Workspace::default();
+        ws.apply(&ev(
+            1,
+            vec![
+                Change::NotebookCreated {
+                    path: p.clone(),
+                    header: header(),
+                },
+                Change::CellInserted {
+                    path: p.clone(),
+                    index: 0,
+                    cell: cell("a", "1"),
+                },
+                Change::CellInserted {
+                    path: p.clone(),
+                    index: 1,
+                    cell: cell("b", "2"),
+                },
+            ],
+        ));
+        ws.apply(&ev(
+            2,
+            vec![Change::SourceSet {
+                path: p.clone(),
+                cell_id: "a".into(),
+                before: "1".into(),
+                after: "one".into(),
+            }],
+        ));
+        ws.apply(&ev(
+            3,
+            vec![Change::CellMoved {
+                path: p.clone(),
+                cell_id: "b".into(),
+                from: 1,
+                to: 0,
+            }],
+        ));
+        assert_eq!(ids(&ws), vec!["b", "a"]);
+        let nb = ws.notebook(&p).unwrap();
+        assert_eq!(nb.cells[1].cell.source, "one");
+        assert_eq!(nb.cells[1].last_version, 2);
+        // A move is not a content change.
+        assert_eq!(nb.cells[0].last_version, 1);
+        assert_eq!(nb.current_version, 3);
+
+        ws.apply(&ev(
+            4,
+            vec![Change::CellDeleted {
+                path: p.clone(),
+                index: 0,
+                after_cell_id: None,
+                cell: cell("b", "2"),
+            }],
+        ));
+        assert_eq!(ids(&ws), vec!["a"]);
+        let nb = ws.notebook(&p).unwrap();
+        assert!(nb.id_taken("b"));
+        assert_eq!(nb.deleted["b"].version, 4);
+    }
+}

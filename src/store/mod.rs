@@ -1,0 +1,439 @@
+//! The store knows bytes and order: an append-only log of event records in
+//! sled, with one global gap-free version sequence, a blake3 hash chain,
+//! secondary indexes and a content-addressed blob tree. It knows nothing
+//! about notebooks beyond the paths and cell ids an event names.
+//!
+//! Trees:
+//! - `events`: `be_u64(version)` → record bytes (see [`crate::events::codec`])
+//! - `meta`: `head` → `be_u64`, `head_hash` → 32 bytes, `root` → the
+//!   workspace the log belongs to
+//! - `by_nb`: `path \0 be_u64(version)` → `` (events of a notebook)
+//! - `by_cell`: `path \0 cell_id \0 be_u64(version)` → `` (events of a cell)
+//! - `blobs`: blake3 → bytes
+//!
+//! Everything an append writes lives in one sled transaction, and the
+//! version is checked against `meta.head` inside it, so a crash can never
+//! leave a gap, a dangling index entry or a missing blob. `append` returns
+//! only after `flush()`: a returned version is durable.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::events::codec::{self, DecodeError, RecordHead};
+use crate::events::{Event, Hash};
+
+const HEAD: &[u8] = b"head";
+const HEAD_HASH: &[u8] = b"head_hash";
+const ROOT: &[u8] = b"root";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the log in {0} is in use by another nbledger process; stop it or point --data elsewhere"
+    )]
+    InUse(String),
+    #[error("the log's storage failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("event version {got} does not follow the head {head}; the log was not changed")]
+    OutOfOrder { got: u64, head: u64 },
+    #[error("event {version} cannot be read: {source}")]
+    Decode {
+        version: u64,
+        #[source]
+        source: DecodeError,
+    },
+    #[error(
+        "this log belongs to root {recorded}, not {given}; use the matching --root or another --data"
+    )]
+    WrongRoot { recorded: String, given: String },
+}
+
+/// A stored record: its decoded event and the hashes that chain it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub event: Event,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+pub struct Store {
+    db: sled::Db,
+    events: sled::Tree,
+    meta: sled::Tree,
+    by_nb: sled::Tree,
+    by_cell: sled::Tree,
+    blobs: sled::Tree,
+    head: AtomicU64,
+    head_hash: Mutex<Hash>,
+}
+
+impl Store {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The log holds everyone's notebook content; keep it private.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let db = sled::Config::new()
+            .path(dir.join("log"))
+            .cache_capacity(128 << 20)
+            // We flush on every commit ourselves; a timer flush would only
+            // add background I/O.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::InUse(dir.display().to_string())
+                }
+                _ => StoreError::Sled(e),
+            })?;
+        let store = Store {
+            events: db.open_tree("events")?,
+            meta: db.open_tree("meta")?,
+            by_nb: db.open_tree("by_nb")?,
+            by_cell: db.open_tree("by_cell")?,
+            blobs: db.open_tree("blobs")?,
+            head: AtomicU64::new(0),
+            head_hash: Mutex::new([0; 32]),
+            db,
+        };
+        let head = store.meta.get(HEAD)?.map(|v| be_u64(&v)).unwrap_or(0);
+        let head_hash = store
+            .meta
+            .get(HEAD_HASH)?
+            .and_then(|v| <Hash>::try_from(v.as_ref()).ok())
+            .unwrap_or([0; 32]);
+        store.head.store(head, Ordering::SeqCst);
+        *store.head_hash.lock() = head_hash;
+        Ok(store)
+    }
+
+    /// Records the workspace root on first use; refuses a different one.
+    pub fn bind_root(&self, root: &str) -> Result<(), StoreError> {
+        match self.meta.get(ROOT)? {
+            Some(recorded) if recorded.as_ref() != root.as_bytes() => Err(StoreError::WrongRoot {
+                recorded: String::from_utf8_lossy(&recorded).into_owned(),
+                given: root.to_owned(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.meta.insert(ROOT, root.as_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The newest durable version (0 for an empty log).
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::SeqCst)
+    }
+
+    /// The hash of the newest record (32 zero bytes for an empty log).
+    pub fn head_hash(&self) -> Hash {
+        *self.head_hash.lock()
+    }
+
+    /// Appends `event`, which must carry version `head + 1`, and makes it
+    /// durable. Returns the record's hash. Callers serialise appends (the
+    /// engine holds its lock); the transaction still refuses a wrong version
+    /// so a bug cannot write a gap.
+    pub fn append(&self, event: &Event) -> Result<Hash, StoreError> {
+        let prev_hash = self.head_hash();
+        let mut new_blobs: Vec<(Hash, Vec<u8>)> = Vec::new();
+        let bytes = codec::encode(event, &prev_hash, &mut |b| {
+            let h = *blake3::hash(b).as_bytes();
+            new_blobs.push((h, b.to_vec()));
+            h
+        });
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let version = event.version;
+        let key = version.to_be_bytes();
+        let nb_keys: Vec<Vec<u8>> = event.paths.iter().map(|p| nb_key(p, version)).collect();
+        let cell_keys = cell_index_keys(event);
+
+        let trees = (
+            &self.events,
+            &self.meta,
+            &self.by_nb,
+            &self.by_cell,
+            &self.blobs,
+        );
+        let result = trees.transaction(|(events, meta, by_nb, by_cell, blobs)| {
+            let head = meta.get(HEAD)?.map(|v| be_u64(&v)).unwrap_or(0);
+            if version != head + 1 {
+                return Err(ConflictableTransactionError::Abort(head));
+            }
+            events.insert(&key, bytes.as_slice())?;
+            meta.insert(HEAD, &key)?;
+            meta.insert(HEAD_HASH, &hash)?;
+            for k in &nb_keys {
+                by_nb.insert(k.as_slice(), &[])?;
+            }
+            for k in &cell_keys {
+                by_cell.insert(k.as_slice(), &[])?;
+            }
+            for (h, b) in &new_blobs {
+                blobs.insert(h, b.as_slice())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(head)) => {
+                return Err(StoreError::OutOfOrder { got: version, head });
+            }
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        self.db.flush()?;
+        *self.head_hash.lock() = hash;
+        self.head.store(version, Ordering::SeqCst);
+        Ok(hash)
+    }
+
+    /// The raw bytes of record `version`.
+    pub fn raw(&self, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.events.get(version.to_be_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Reads and decodes record `version`.
+    pub fn get(&self, version: u64) -> Result<Option<Record>, StoreError> {
+        match self.raw(version)? {
+            None => Ok(None),
+            Some(bytes) => self.decode(version, &bytes).map(Some),
+        }
+    }
+
+    /// Reads the envelope of record `version` without its body.
+    pub fn head_of(&self, version: u64) -> Result<Option<RecordHead>, StoreError> {
+        match self.raw(version)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode_head(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Decode { version, source }),
+        }
+    }
+
+    fn decode(&self, version: u64, bytes: &[u8]) -> Result<Record, StoreError> {
+        let blobs = &self.blobs;
+        let (event, prev_hash) =
+            codec::decode(bytes, &|h| blobs.get(h).ok().flatten().map(|v| v.to_vec()))
+                .map_err(|source| StoreError::Decode { version, source })?;
+        Ok(Record {
+            event,
+            prev_hash,
+            hash: *blake3::hash(bytes).as_bytes(),
+        })
+    }
+
+    /// Every record from `from` (inclusive) up to the head, in order.
+    pub fn records(&self, from: u64) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
+        let head = self.head();
+        self.events
+            .range(from.max(1).to_be_bytes()..)
+            .map(move |kv| {
+                let (k, v) = kv?;
+                let version = be_u64(&k);
+                self.decode(version, &v)
+            })
+            .take_while(move |r| r.as_ref().map_or(true, |r| r.event.version <= head))
+    }
+
+    /// Versions of events that belong to notebook `path`, after `after`,
+    /// oldest first, at most `limit`. A range scan over the index: cost does
+    /// not grow with the rest of the log.
+    pub fn notebook_versions(
+        &self,
+        path: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let start = nb_key(path, after.saturating_add(1));
+        let end = nb_key(path, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.by_nb.range(start..=end).take(limit) {
+            let (k, _) = kv?;
+            out.push(be_u64(&k[k.len() - 8..]));
+        }
+        Ok(out)
+    }
+
+    /// Versions of events that touched cell `cell_id` of `path`, newest
+    /// first, strictly before `before`, at most `limit`.
+    pub fn cell_versions_rev(
+        &self,
+        path: &str,
+        cell_id: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let start = cell_key(path, cell_id, 0);
+        let end = cell_key(path, cell_id, before);
+        let mut out = Vec::new();
+        for kv in self.by_cell.range(start..end).rev().take(limit) {
+            let (k, _) = kv?;
+            out.push(be_u64(&k[k.len() - 8..]));
+        }
+        Ok(out)
+    }
+
+    /// Flushes and releases nothing but sled's buffers; used at shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    let n = b.len().min(8);
+    a[8 - n..].copy_from_slice(&b[b.len() - n..]);
+    u64::from_be_bytes(a)
+}
+
+fn nb_key(path: &str, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(path.len() + 9);
+    k.extend_from_slice(path.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn cell_key(path: &str, cell_id: &str, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(path.len() + cell_id.len() + 10);
+    k.extend_from_slice(path.as_bytes());
+    k.push(0);
+    k.extend_from_slice(cell_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Every (notebook, cell) an event touched, for the cell index.
+fn cell_index_keys(event: &Event) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = event
+        .changes
+        .iter()
+        .filter_map(|c| c.cell_id().map(|id| cell_key(c.path(), id, event.version)))
+        .collect();
+    // Events without changes (a refused write, a lock) name their cells
+    // in the envelope only.
+    if let Some(path) = event.paths.first() {
+        keys.extend(
+            event
+                .cell_ids
+                .iter()
+                .map(|id| cell_key(path, id, event.version)),
+        );
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Change, Header};
+
+    fn event(version: u64, path: &str) -> Event {
+        Event {
+            version,
+            timestamp_ms: 1_000 + version as i64,
+            client_name: "t".into(),
+            operation: "create_notebook".into(),
+            paths: vec![path.into()],
+            cell_ids: vec![],
+            overrode_locks: vec![],
+            request_id: None,
+            result: "{}".into(),
+            summary: "s".into(),
+            changes: vec![Change::NotebookCreated {
+                path: path.into(),
+                header: Header {
+                    nbformat: 4,
+                    nbformat_minor: 5,
+                    metadata: "{}".into(),
+                    extra: "{}".into(),
+                },
+            }],
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn versions_are_gap_free_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for v in 1..=3 {
+                s.append(&event(v, "a.ipynb")).unwrap();
+            }
+            assert!(matches!(
+                s.append(&event(5, "a.ipynb")),
+                Err(StoreError::OutOfOrder { got: 5, head: 3 })
+            ));
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.head(), 3);
+        let versions: Vec<u64> = s.records(1).map(|r| r.unwrap().event.version).collect();
+        assert_eq!(versions, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn records_chain_by_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let h1 = s.append(&event(1, "a.ipynb")).unwrap();
+        s.append(&event(2, "a.ipynb")).unwrap();
+        let r1 = s.get(1).unwrap().unwrap();
+        let r2 = s.get(2).unwrap().unwrap();
+        assert_eq!(r1.prev_hash, [0; 32]);
+        assert_eq!(r1.hash, h1);
+        assert_eq!(r2.prev_hash, h1);
+        assert_eq!(s.head_hash(), r2.hash);
+    }
+
+    #[test]
+    fn notebook_index_is_a_range_scan_per_notebook() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for v in 1..=10 {
+            let p = if v % 2 == 0 { "a.ipynb" } else { "b.ipynb" };
+            s.append(&event(v, p)).unwrap();
+        }
+        assert_eq!(
+            s.notebook_versions("a.ipynb", 0, 100).unwrap(),
+            vec![2, 4, 6, 8, 10]
+        );
+        assert_eq!(s.notebook_versions("a.ipynb", 4, 2).unwrap(), vec![6, 8]);
+        // A path that is a prefix of another must not see its events.
+        s.append(&event(11, "a.ipynb.ipynb")).unwrap();
+        assert_eq!(s.notebook_versions("a.ipynb", 8, 100).unwrap(), vec![10]);
+    }
+
+    #[test]
+    fn second_open_is_reported_as_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = Store::open(dir.path()).unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::InUse(_))));
+    }
+
+    #[test]
+    fn a_different_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.bind_root("/a").unwrap();
+        s.bind_root("/a").unwrap();
+        assert!(matches!(
+            s.bind_root("/b"),
+            Err(StoreError::WrongRoot { .. })
+        ));
+    }
+}

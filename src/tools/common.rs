@@ -1,0 +1,302 @@
+//! Pieces every tool shares: results, output schemas, who is calling, and
+//! how a cell is addressed.
+
+use std::sync::Arc;
+
+use rmcp::model::{CallToolResult, JsonObject};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ToolError, quote};
+use crate::events::{CLIENT_EXTERNAL, CellType};
+use crate::projections::NotebookState;
+
+/// Largest cell source accepted (§8.12).
+pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+/// Most cells one call may touch (§8.12).
+pub const MAX_CELLS_PER_CALL: usize = 1000;
+
+/// A successful result: one summary line, then the compact JSON (§8.2).
+pub fn ok(summary: &str, value: Map<String, Value>) -> CallToolResult {
+    let value = Value::Object(value);
+    let mut r = CallToolResult::structured(value.clone());
+    r.content = vec![rmcp::model::ContentBlock::text(format!(
+        "{summary}\n{value}"
+    ))];
+    r
+}
+
+/// A refused call: `isError` with `structuredContent.error`.
+pub fn err(e: &ToolError) -> CallToolResult {
+    let value = json!({ "error": e.to_json() });
+    let mut r = CallToolResult::structured_error(value.clone());
+    r.content = vec![rmcp::model::ContentBlock::text(format!(
+        "error {}: {}\n{value}",
+        e.code, e.message
+    ))];
+    r
+}
+
+pub fn to_map<T: Serialize>(v: &T) -> Map<String, Value> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The output schema of a tool: its result struct, with every field
+/// optional (a refusal carries only `error`) and the `error` object added.
+pub fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    let mut schema = (*rmcp::handler::server::common::schema_for_output::<T>()).clone();
+    schema.remove("required");
+    let error = json!({
+        "type": "object",
+        "description": "Present only when the call was refused (isError). `code` is stable; `message` says what to do next; other fields are details.",
+        "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+        },
+        "required": ["code", "message"],
+    });
+    if let Some(Value::Object(props)) = schema.get_mut("properties") {
+        props.insert("error".into(), error);
+        for key in ["changed", "current_version", "client_name"] {
+            props.entry(key).or_insert_with(|| match key {
+                "changed" => json!({"type": "boolean", "description": "false when the call changed nothing and appended no event"}),
+                "current_version" => json!({"type": "integer", "description": "the notebook's version when nothing changed"}),
+                _ => json!({"type": "string", "description": "who the call acted as"}),
+            });
+        }
+    }
+    Arc::new(schema)
+}
+
+/// Decides who is acting (§2, §8.1): the given `client_name` (or its alias
+/// `owner`), else the MCP client's declared name, else `anonymous`.
+pub fn client_name(given: Option<String>, declared: Option<&str>) -> Result<String, ToolError> {
+    match given {
+        Some(name) => {
+            check_name(&name)?;
+            if name == CLIENT_EXTERNAL {
+                return Err(ToolError::invalid(
+                    "client_name",
+                    "a name other than \"external\"",
+                    "client_name \"external\" is reserved for changes made outside nbledger; pass your own name",
+                ));
+            }
+            Ok(name)
+        }
+        None => Ok(declared
+            .filter(|d| check_name(d).is_ok() && *d != CLIENT_EXTERNAL)
+            .unwrap_or("anonymous")
+            .to_owned()),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ToolError> {
+    let n = name.chars().count();
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}');
+    if n == 0 || n > 64 || name.chars().any(|c| c.is_control() || bidi(c)) {
+        return Err(ToolError::invalid(
+            "client_name",
+            "1-64 characters without control or bidi characters",
+            format!(
+                "client_name {} is not usable; pass 1-64 printable characters unique to you",
+                quote(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn request_id(rid: Option<String>) -> Result<Option<String>, ToolError> {
+    match rid {
+        Some(r) if r.is_empty() || r.chars().count() > 64 || r.chars().any(char::is_control) => {
+            Err(ToolError::invalid(
+                "request_id",
+                "1-64 printable characters",
+                "request_id must be 1-64 printable characters",
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+pub fn cell_type(arg: &str, s: Option<&str>) -> Result<CellType, ToolError> {
+    match s {
+        None => Ok(CellType::Code),
+        Some(s) => CellType::parse(s).ok_or_else(|| {
+            ToolError::invalid(
+                arg,
+                "one of code, markdown, raw",
+                format!(
+                    "cell_type {} is unknown; use code, markdown or raw",
+                    quote(s)
+                ),
+            )
+            .with("allowed", json!(["code", "markdown", "raw"]))
+        }),
+    }
+}
+
+pub fn check_source(s: &str) -> Result<(), ToolError> {
+    if s.len() > MAX_SOURCE_BYTES {
+        return Err(ToolError::too_large(
+            "the cell source (bytes)",
+            MAX_SOURCE_BYTES as u64,
+            s.len() as u64,
+        ));
+    }
+    Ok(())
+}
+
+/// The first line of a source, cut to 80 characters.
+pub fn preview(source: &str) -> String {
+    let line = source.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut p: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        p.push('…');
+    }
+    p
+}
+
+/// Finds a live cell by id (exact, else a unique prefix of ≥ 4 characters
+/// over live and deleted ids) or by index (§8.3). Returns its position.
+pub fn find_cell(
+    nb: &NotebookState,
+    arg: &str,
+    cell_id: Option<&str>,
+    index: Option<i64>,
+) -> Result<usize, ToolError> {
+    match (cell_id, index) {
+        (Some(_), Some(_)) => Err(ToolError::invalid(
+            arg,
+            "either cell_id or index, not both",
+            "give either cell_id or index, not both",
+        )),
+        (None, None) => Err(ToolError::invalid(
+            arg,
+            "cell_id or index",
+            "say which cell: pass cell_id (preferred, stable under concurrent edits) or index",
+        )),
+        (None, Some(i)) => index_of(nb, i),
+        (Some(id), None) => id_of(nb, id),
+    }
+}
+
+pub fn index_of(nb: &NotebookState, i: i64) -> Result<usize, ToolError> {
+    if i < 0 || i as usize >= nb.cells.len() {
+        return Err(ToolError::not_found(
+            "cell",
+            format!(
+                "index {i} is out of range: the notebook has {} cells (0-based); read the outline for current indexes",
+                nb.cells.len()
+            ),
+        )
+        .with("cell_count", nb.cells.len()));
+    }
+    Ok(i as usize)
+}
+
+pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
+    if let Some(i) = nb.position(id) {
+        return Ok(i);
+    }
+    if nb.deleted.contains_key(id) {
+        return Err(gone(id));
+    }
+    if id.chars().count() < 4 {
+        return Err(ToolError::not_found(
+            "cell",
+            format!(
+                "no cell with id {}; ids can be shortened to a prefix of at least 4 characters",
+                quote(id)
+            ),
+        ));
+    }
+    let live: Vec<usize> = (0..nb.cells.len())
+        .filter(|&i| nb.cells[i].cell.id.starts_with(id))
+        .collect();
+    let dead: Vec<&String> = nb.deleted.keys().filter(|k| k.starts_with(id)).collect();
+    match (live.as_slice(), dead.as_slice()) {
+        ([i], []) => Ok(*i),
+        ([], [d]) => Err(gone(d)),
+        ([], []) => Err(ToolError::not_found(
+            "cell",
+            format!(
+                "no cell with id {} in this notebook; list ids with get_notebook_outline",
+                quote(id)
+            ),
+        )),
+        _ => {
+            let mut candidates: Vec<Value> = live
+                .iter()
+                .map(|&i| json!({"cell_id": nb.cells[i].cell.id, "index": i, "preview": preview(&nb.cells[i].cell.source)}))
+                .collect();
+            candidates.extend(dead.iter().map(|d| {
+                json!({"cell_id": d, "index": null, "preview": preview(&nb.deleted[*d].cell.source), "deleted": true})
+            }));
+            Err(ToolError::new(
+                "ambiguous_cell_id",
+                format!(
+                    "cell id prefix {} matches {} cells; give more characters",
+                    quote(id),
+                    candidates.len()
+                ),
+            )
+            .with("candidates", candidates))
+        }
+    }
+}
+
+fn gone(id: &str) -> ToolError {
+    ToolError::not_found(
+        "cell",
+        format!(
+            "cell {} was deleted; bring it back with recover_cell",
+            quote(id)
+        ),
+    )
+    .with("cell_id", id)
+    .with("deleted", true)
+}
+
+/// Where new cells go (§4): exactly one of index / after / before, default
+/// append. Returns the insertion index.
+pub fn placement(
+    nb: &NotebookState,
+    index: Option<i64>,
+    after: Option<&str>,
+    before: Option<&str>,
+) -> Result<usize, ToolError> {
+    let given = index.is_some() as u8 + after.is_some() as u8 + before.is_some() as u8;
+    if given > 1 {
+        return Err(ToolError::invalid(
+            "index",
+            "at most one of index, after_cell_id, before_cell_id",
+            "give at most one of index, after_cell_id, before_cell_id",
+        ));
+    }
+    if let Some(i) = index {
+        if i < 0 || i as usize > nb.cells.len() {
+            return Err(ToolError::not_found(
+                "cell",
+                format!(
+                    "index {i} is past the end: the notebook has {} cells; use {} to append",
+                    nb.cells.len(),
+                    nb.cells.len()
+                ),
+            )
+            .with("cell_count", nb.cells.len()));
+        }
+        return Ok(i as usize);
+    }
+    if let Some(a) = after {
+        return Ok(id_of(nb, a)? + 1);
+    }
+    if let Some(b) = before {
+        return id_of(nb, b);
+    }
+    Ok(nb.cells.len())
+}

@@ -1,0 +1,687 @@
+//! Tools that change notebooks: create, insert, update, delete, retype.
+//! Each validates its arguments against the current state, plans the
+//! changes, and lets the engine commit them as one event.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::common::{self, MAX_CELLS_PER_CALL, check_source, find_cell, placement, to_map};
+use crate::engine::{Actor, Engine, Plan, Presence};
+use crate::error::{ToolError, quote};
+use crate::events::{Cell, CellType, Change, Header};
+use crate::notebook::{fresh_id, object_text, predecessor};
+use crate::projections::NotebookState;
+
+/// A new cell.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct CellSpec {
+    /// The cell's text.
+    pub source: String,
+    /// "code" (default), "markdown" or "raw".
+    pub cell_type: Option<String>,
+    /// Cell metadata (a JSON object).
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl CellSpec {
+    fn build(&self, arg: &str, id: String) -> Result<Cell, ToolError> {
+        check_source(&self.source)?;
+        let t = common::cell_type(arg, self.cell_type.as_deref())?;
+        let meta = self.metadata.as_ref().map(object_text);
+        Ok(Cell::new(id, t, self.source.clone(), meta))
+    }
+}
+
+/// Ids for `n` new cells, unique among the notebook's live and deleted ids.
+fn new_ids(nb: Option<&NotebookState>, n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = fresh_id(&|c| ids.iter().any(|x| x == c) || nb.is_some_and(|nb| nb.id_taken(c)));
+        ids.push(id);
+    }
+    ids
+}
+
+fn existing(nb: Option<&NotebookState>) -> Result<&NotebookState, ToolError> {
+    nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))
+}
+
+/// `expected_version` is a compare-and-swap token (§8.4).
+fn check_expected(nb: &NotebookState, i: usize, expected: Option<u64>) -> Result<(), ToolError> {
+    let live = &nb.cells[i];
+    match expected {
+        Some(e) if e < live.last_version => Err(ToolError::new(
+            "version_conflict",
+            format!(
+                "cell {} changed at version {} after your expected_version {e}; re-read it, merge, and retry with expected_version {}",
+                live.cell.id, live.last_version, live.last_version
+            ),
+        )
+        .with("current", json!({"last_version": live.last_version, "source": live.cell.source}))),
+        _ => Ok(()),
+    }
+}
+
+fn too_many(n: usize) -> Result<(), ToolError> {
+    if n > MAX_CELLS_PER_CALL {
+        return Err(ToolError::too_large(
+            "the number of cells in one call",
+            MAX_CELLS_PER_CALL as u64,
+            n as u64,
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- create
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CreateArgs {
+    /// Notebook path relative to the workspace root, ending in .ipynb. Missing folders are created.
+    pub path: String,
+    /// Initial cells, in order.
+    pub cells: Option<Vec<CellSpec>>,
+    /// Kernel name written to metadata.kernelspec (default "python3").
+    pub kernel_name: Option<String>,
+    /// Who is acting; recorded on the event.
+    pub client_name: Option<String>,
+    /// Idempotency key: repeating it returns the first result and changes nothing.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreateOut {
+    pub path: String,
+    pub cell_ids: Vec<String>,
+    pub version: u64,
+}
+
+pub fn create_notebook(
+    engine: &Engine,
+    a: CreateArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let specs = a.cells.unwrap_or_default();
+    too_many(specs.len())?;
+    let kernel = a.kernel_name.unwrap_or_else(|| "python3".to_owned());
+    if kernel.is_empty() || kernel.chars().count() > 128 || kernel.chars().any(char::is_control) {
+        return Err(ToolError::invalid(
+            "kernel_name",
+            "a kernel name such as python3",
+            "kernel_name must be 1-128 printable characters",
+        ));
+    }
+    let res = engine.write(&a.path, actor, Presence::Create, |prior, np| {
+        let path = np.rel.clone();
+        let mut changes = Vec::new();
+        // A path whose file was removed keeps its history: its old cells
+        // are deleted (recoverable) and the notebook starts again.
+        if let Some(old) = prior {
+            let mut order: Vec<Arc<Cell>> = old.cells.iter().map(|c| c.cell.clone()).collect();
+            while let Some(cell) = order.pop() {
+                let index = order.len();
+                changes.push(Change::CellDeleted {
+                    path: path.clone(),
+                    index: index as u32,
+                    after_cell_id: predecessor(&order, index),
+                    cell,
+                });
+            }
+        }
+        let display = if kernel == "python3" {
+            "Python 3 (ipykernel)".to_owned()
+        } else {
+            kernel.clone()
+        };
+        let mut kernelspec = json!({"display_name": display, "name": kernel});
+        let mut metadata = Map::new();
+        if kernel.starts_with("python") {
+            kernelspec["language"] = json!("python");
+            metadata.insert("language_info".into(), json!({"name": "python"}));
+        }
+        metadata.insert("kernelspec".into(), kernelspec);
+        changes.push(Change::NotebookCreated {
+            path: path.clone(),
+            header: Header {
+                nbformat: 4,
+                nbformat_minor: 5,
+                metadata: object_text(&metadata),
+                extra: "{}".to_owned(),
+            },
+        });
+        let ids = new_ids(prior, specs.len());
+        for (i, (spec, id)) in specs.iter().zip(&ids).enumerate() {
+            changes.push(Change::CellInserted {
+                path: path.clone(),
+                index: i as u32,
+                cell: Arc::new(spec.build(&format!("cells[{i}]"), id.clone())?),
+            });
+        }
+        let out_ids = ids.clone();
+        Ok(Plan {
+            operation: "create_notebook",
+            changes,
+            cell_ids: ids,
+            summary: format!("created {} with {} cells", path, specs.len()),
+            result: Box::new(move |version, _| {
+                to_map(&CreateOut {
+                    path,
+                    cell_ids: out_ids,
+                    version,
+                })
+            }),
+        })
+    })?;
+    Ok((
+        format!(
+            "created {} ({} cells)",
+            res["path"].as_str().unwrap_or(""),
+            specs.len()
+        ),
+        res,
+    ))
+}
+
+// ---------------------------------------------------------------- insert
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct InsertArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The new cell's text.
+    pub source: String,
+    /// "code" (default), "markdown" or "raw".
+    pub cell_type: Option<String>,
+    /// Insert at this 0-based index (the new cell gets this index). Prefer after_cell_id/before_cell_id: ids do not shift when others edit.
+    pub index: Option<i64>,
+    /// Insert right after this cell (id or unique prefix of at least 4 characters).
+    pub after_cell_id: Option<String>,
+    /// Insert right before this cell.
+    pub before_cell_id: Option<String>,
+    /// Cell metadata (a JSON object).
+    pub metadata: Option<Map<String, Value>>,
+    /// Who is acting; recorded on the event.
+    pub client_name: Option<String>,
+    /// Idempotency key: repeating it returns the first result and changes nothing.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct InsertOut {
+    pub cell_id: String,
+    pub index: usize,
+    pub version: u64,
+}
+
+pub fn insert_cell(
+    engine: &Engine,
+    a: InsertArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let spec = CellSpec {
+        source: a.source,
+        cell_type: a.cell_type,
+        metadata: a.metadata,
+    };
+    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
+        let nb = existing(nb)?;
+        let at = placement(
+            nb,
+            a.index,
+            a.after_cell_id.as_deref(),
+            a.before_cell_id.as_deref(),
+        )?;
+        let id = new_ids(Some(nb), 1).remove(0);
+        let cell = Arc::new(spec.build("cell_type", id.clone())?);
+        let summary = format!("inserted {} cell {} at {}", cell.cell_type.as_str(), id, at);
+        Ok(Plan {
+            operation: "insert_cell",
+            changes: vec![Change::CellInserted {
+                path: np.rel.clone(),
+                index: at as u32,
+                cell,
+            }],
+            cell_ids: vec![id.clone()],
+            summary,
+            result: Box::new(move |version, _| {
+                to_map(&InsertOut {
+                    cell_id: id,
+                    index: at,
+                    version,
+                })
+            }),
+        })
+    })?;
+    Ok((
+        format!(
+            "inserted cell {} at index {}",
+            res["cell_id"].as_str().unwrap_or(""),
+            res["index"]
+        ),
+        res,
+    ))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BatchInsertArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The new cells, kept in this order.
+    pub cells: Vec<CellSpec>,
+    /// Insert the first new cell at this 0-based index.
+    pub index: Option<i64>,
+    /// Insert the cells right after this cell.
+    pub after_cell_id: Option<String>,
+    /// Insert the cells right before this cell.
+    pub before_cell_id: Option<String>,
+    /// Who is acting; recorded on the event.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct IdsOut {
+    pub cell_ids: Vec<String>,
+    pub version: u64,
+}
+
+pub fn batch_insert_cells(
+    engine: &Engine,
+    a: BatchInsertArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    too_many(a.cells.len())?;
+    if a.cells.is_empty() {
+        return Err(ToolError::invalid(
+            "cells",
+            "a non-empty list of cells",
+            "cells is empty; give at least one {source, cell_type}",
+        ));
+    }
+    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
+        let nb = existing(nb)?;
+        let at = placement(
+            nb,
+            a.index,
+            a.after_cell_id.as_deref(),
+            a.before_cell_id.as_deref(),
+        )?;
+        let ids = new_ids(Some(nb), a.cells.len());
+        let mut changes = Vec::with_capacity(ids.len());
+        for (k, (spec, id)) in a.cells.iter().zip(&ids).enumerate() {
+            changes.push(Change::CellInserted {
+                path: np.rel.clone(),
+                index: (at + k) as u32,
+                cell: Arc::new(spec.build(&format!("cells[{k}]"), id.clone())?),
+            });
+        }
+        let out = ids.clone();
+        Ok(Plan {
+            operation: "batch_insert_cells",
+            changes,
+            cell_ids: ids,
+            summary: format!("inserted {} cells at {}", a.cells.len(), at),
+            result: Box::new(move |version, _| {
+                to_map(&IdsOut {
+                    cell_ids: out,
+                    version,
+                })
+            }),
+        })
+    })?;
+    Ok((format!("inserted {} cells", a.cells.len()), res))
+}
+
+// ---------------------------------------------------------------- update
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct UpdateArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The cell to change (id or unique prefix of at least 4 characters). Give this or index.
+    pub cell_id: Option<String>,
+    /// The cell's 0-based index. Give this or cell_id.
+    pub index: Option<i64>,
+    /// The new source; it replaces the whole cell text. Outputs are kept.
+    pub source: String,
+    /// Compare-and-swap: fail with version_conflict if the cell changed after this version (any current_version you read is a valid token).
+    pub expected_version: Option<u64>,
+    /// Write even if another agent holds a lock on the cell (recorded as overriding the lock).
+    pub force: Option<bool>,
+    /// Who is acting; recorded on the event and matched against lock owners.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UpdateOut {
+    pub cell_id: String,
+    pub index: usize,
+    pub version: u64,
+}
+
+pub fn update_cell(
+    engine: &Engine,
+    a: UpdateArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    check_source(&a.source)?;
+    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
+        let nb = existing(nb)?;
+        let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
+        check_expected(nb, i, a.expected_version)?;
+        let cell = &nb.cells[i].cell;
+        let id = cell.id.clone();
+        let changes = if cell.source == a.source {
+            Vec::new()
+        } else {
+            vec![Change::SourceSet {
+                path: np.rel.clone(),
+                cell_id: id.clone(),
+                before: cell.source.clone(),
+                after: a.source.clone(),
+            }]
+        };
+        Ok(Plan {
+            operation: "update_cell",
+            changes,
+            cell_ids: vec![id.clone()],
+            summary: format!("set source of {id} ({} lines)", a.source.lines().count()),
+            result: Box::new(move |version, nb| {
+                let index = nb.position(&id).unwrap_or(i);
+                to_map(&UpdateOut {
+                    cell_id: id,
+                    index,
+                    version,
+                })
+            }),
+        })
+    })?;
+    Ok((
+        format!("updated cell {}", res["cell_id"].as_str().unwrap_or("")),
+        res,
+    ))
+}
+
+/// One item of batch_update_cells.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct UpdateItem {
+    /// The cell (id or unique prefix). Give this or index.
+    pub cell_id: Option<String>,
+    /// The cell's 0-based index.
+    pub index: Option<i64>,
+    /// The new source.
+    pub source: String,
+    /// Compare-and-swap token for this cell.
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BatchUpdateArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The changes; all are applied in one event, or none if any is refused.
+    pub updates: Vec<UpdateItem>,
+    /// Write even past other agents' locks.
+    pub force: Option<bool>,
+    /// Who is acting.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+pub fn batch_update_cells(
+    engine: &Engine,
+    a: BatchUpdateArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    too_many(a.updates.len())?;
+    if a.updates.is_empty() {
+        return Err(ToolError::invalid(
+            "updates",
+            "a non-empty list",
+            "updates is empty; give at least one {cell_id, source}",
+        ));
+    }
+    for u in &a.updates {
+        check_source(&u.source)?;
+    }
+    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
+        let nb = existing(nb)?;
+        let mut seen = HashSet::new();
+        let mut positions = Vec::with_capacity(a.updates.len());
+        for (k, u) in a.updates.iter().enumerate() {
+            let i = find_cell(nb, &format!("updates[{k}]"), u.cell_id.as_deref(), u.index)?;
+            if !seen.insert(i) {
+                return Err(ToolError::invalid(
+                    &format!("updates[{k}]"),
+                    "each cell at most once",
+                    format!(
+                        "cell {} appears twice in updates; merge the two",
+                        nb.cells[i].cell.id
+                    ),
+                ));
+            }
+            positions.push(i);
+        }
+        for (u, &i) in a.updates.iter().zip(&positions) {
+            check_expected(nb, i, u.expected_version)?;
+        }
+        let mut changes = Vec::new();
+        let ids: Vec<String> = positions
+            .iter()
+            .map(|&i| nb.cells[i].cell.id.clone())
+            .collect();
+        for (u, &i) in a.updates.iter().zip(&positions) {
+            let cell = &nb.cells[i].cell;
+            if cell.source != u.source {
+                changes.push(Change::SourceSet {
+                    path: np.rel.clone(),
+                    cell_id: cell.id.clone(),
+                    before: cell.source.clone(),
+                    after: u.source.clone(),
+                });
+            }
+        }
+        let out = ids.clone();
+        Ok(Plan {
+            operation: "batch_update_cells",
+            summary: format!("set source of {} cells", changes.len()),
+            changes,
+            cell_ids: ids,
+            result: Box::new(move |version, _| {
+                to_map(&IdsOut {
+                    cell_ids: out,
+                    version,
+                })
+            }),
+        })
+    })?;
+    Ok((format!("updated {} cells", a.updates.len()), res))
+}
+
+// ---------------------------------------------------------------- delete
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DeleteArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// One cell to delete (id or unique prefix).
+    pub cell_id: Option<String>,
+    /// One cell to delete, by 0-based index.
+    pub index: Option<i64>,
+    /// Several cells to delete at once.
+    pub cell_ids: Option<Vec<String>>,
+    /// Compare-and-swap: refuse if any of the cells changed after this version.
+    pub expected_version: Option<u64>,
+    /// Delete even past other agents' locks.
+    pub force: Option<bool>,
+    /// Who is acting.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteOut {
+    pub deleted: Vec<String>,
+    pub version: u64,
+}
+
+pub fn delete_cell(
+    engine: &Engine,
+    a: DeleteArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let given = a.cell_id.is_some() as u8 + a.index.is_some() as u8 + a.cell_ids.is_some() as u8;
+    if given != 1 {
+        return Err(ToolError::invalid(
+            "cell_id",
+            "exactly one of cell_id, index, cell_ids",
+            "say which cells to delete with exactly one of cell_id, index or cell_ids",
+        ));
+    }
+    if let Some(ids) = &a.cell_ids {
+        too_many(ids.len())?;
+        if ids.is_empty() {
+            return Err(ToolError::invalid(
+                "cell_ids",
+                "a non-empty list",
+                "cell_ids is empty",
+            ));
+        }
+    }
+    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
+        let nb = existing(nb)?;
+        let mut positions: Vec<usize> = match (&a.cell_ids, &a.cell_id) {
+            (Some(ids), _) => ids
+                .iter()
+                .map(|id| find_cell(nb, "cell_ids", Some(id), None))
+                .collect::<Result<_, _>>()?,
+            (None, id) => vec![find_cell(nb, "cell_id", id.as_deref(), a.index)?],
+        };
+        positions.sort_unstable();
+        positions.dedup();
+        for &i in &positions {
+            check_expected(nb, i, a.expected_version)?;
+        }
+        let mut order: Vec<Arc<Cell>> = nb.cells.iter().map(|c| c.cell.clone()).collect();
+        let mut changes = Vec::new();
+        let ids: Vec<String> = positions
+            .iter()
+            .map(|&i| nb.cells[i].cell.id.clone())
+            .collect();
+        for &i in positions.iter().rev() {
+            let cell = order.remove(i);
+            changes.push(Change::CellDeleted {
+                path: np.rel.clone(),
+                index: i as u32,
+                after_cell_id: predecessor(&order, i),
+                cell,
+            });
+        }
+        let out = ids.clone();
+        Ok(Plan {
+            operation: "delete_cell",
+            summary: format!("deleted {}", ids.join(", "))
+                .chars()
+                .take(200)
+                .collect(),
+            changes,
+            cell_ids: ids,
+            result: Box::new(move |version, _| {
+                to_map(&DeleteOut {
+                    deleted: out,
+                    version,
+                })
+            }),
+        })
+    })?;
+    let n = res["deleted"].as_array().map_or(0, Vec::len);
+    Ok((
+        format!("deleted {n} cell(s); recover_cell brings one back"),
+        res,
+    ))
+}
+
+// ---------------------------------------------------------------- retype
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ChangeTypeArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The cell (id or unique prefix). Give this or index.
+    pub cell_id: Option<String>,
+    /// The cell's 0-based index.
+    pub index: Option<i64>,
+    /// The new type: "code", "markdown" or "raw". Leaving code drops outputs and execution_count.
+    pub cell_type: String,
+    /// Compare-and-swap token.
+    pub expected_version: Option<u64>,
+    /// Change even past another agent's lock.
+    pub force: Option<bool>,
+    /// Who is acting.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ChangeTypeOut {
+    pub cell_id: String,
+    pub version: u64,
+}
+
+pub fn change_cell_type(
+    engine: &Engine,
+    a: ChangeTypeArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let t: CellType = common::cell_type("cell_type", Some(&a.cell_type))?;
+    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
+        let nb = existing(nb)?;
+        let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
+        check_expected(nb, i, a.expected_version)?;
+        let before = nb.cells[i].cell.clone();
+        let id = before.id.clone();
+        let changes = if before.cell_type == t {
+            Vec::new()
+        } else {
+            vec![Change::CellReplaced {
+                path: np.rel.clone(),
+                after: Arc::new(before.with_type(t)),
+                before: before.clone(),
+            }]
+        };
+        Ok(Plan {
+            operation: "change_cell_type",
+            summary: format!(
+                "changed {id} from {} to {}",
+                before.cell_type.as_str(),
+                t.as_str()
+            ),
+            changes,
+            cell_ids: vec![id.clone()],
+            result: Box::new(move |version, _| {
+                to_map(&ChangeTypeOut {
+                    cell_id: id,
+                    version,
+                })
+            }),
+        })
+    })?;
+    Ok((
+        format!(
+            "cell {} is now {}",
+            res["cell_id"].as_str().unwrap_or(""),
+            quote(t.as_str())
+        ),
+        res,
+    ))
+}

@@ -1,0 +1,296 @@
+//! The MCP face of nbledger: one thin adapter per tool. Each reads its
+//! arguments tolerantly ([`args`]), works out who is acting, runs the
+//! tool's function on a blocking thread (the engine does file and log I/O),
+//! and shapes the answer ([`common::ok`] / [`common::err`]).
+
+pub mod args;
+pub mod common;
+pub mod edit;
+pub mod read;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::engine::{Actor, Engine};
+use crate::error::ToolError;
+use common::output_schema;
+use rmcp::handler::server::common::schema_for_input;
+
+const INSTRUCTIONS: &str = "nbledger edits Jupyter notebooks for several agents at once and records every change as an event with a global version. \
+Address cells by cell_id (stable while others edit), not by index. Pass the same client_name on every call. \
+Before overwriting a cell another agent may edit, pass expected_version (the current_version you last read) to get version_conflict instead of clobbering. \
+Every result has structuredContent; refusals have isError and error.code.";
+
+/// The MCP server: a cheap handle on the shared engine.
+#[derive(Clone)]
+pub struct NotebookServer {
+    engine: Arc<Engine>,
+    tool_router: ToolRouter<Self>,
+}
+
+type Answer = Result<(String, Map<String, Value>), ToolError>;
+
+impl NotebookServer {
+    pub fn new(engine: Arc<Engine>) -> NotebookServer {
+        NotebookServer {
+            engine,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Parses `raw` as `A`, then runs `f` on a blocking thread.
+    async fn run<A>(
+        &self,
+        raw: JsonObject,
+        ctx: &RequestContext<RoleServer>,
+        f: impl FnOnce(&Engine, A, Option<String>) -> Answer + Send + 'static,
+    ) -> Result<CallToolResult, ErrorData>
+    where
+        A: DeserializeOwned + JsonSchema + Send + 'static,
+    {
+        let declared = ctx.client_info().map(|i| i.name);
+        let engine = self.engine.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let a: A = args::parse(raw)?;
+            f(&engine, a, declared)
+        })
+        .await;
+        Ok(match joined {
+            Ok(Ok((summary, value))) => common::ok(&summary, value),
+            Ok(Err(e)) => common::err(&e),
+            Err(join) => {
+                tracing::error!(error = %join, "tool call panicked");
+                common::err(&ToolError::internal(
+                    "the server hit an internal error while handling this call; nothing was changed, retry or report it",
+                ))
+            }
+        })
+    }
+}
+
+fn actor(
+    client: Option<String>,
+    rid: Option<String>,
+    declared: Option<String>,
+) -> Result<Actor, ToolError> {
+    Ok(Actor {
+        client_name: common::client_name(client, declared.as_deref())?,
+        request_id: common::request_id(rid)?,
+    })
+}
+
+#[tool_router]
+impl NotebookServer {
+    #[tool(
+        name = "list_notebooks",
+        description = "List the .ipynb notebooks under a folder of the workspace (recursive; hidden folders skipped). Shows each notebook's cell_count and current_version; imported=false means nbledger has no history for it yet. Never changes anything.",
+        input_schema = schema_for_input::<read::ListArgs>().expect("schema"),
+        output_schema = output_schema::<read::ListOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_notebooks(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::list_notebooks(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "create_notebook",
+        description = "Create a new notebook (nbformat 4.5) with optional initial cells. Fails with `exists` if the file is already there. Returns the new cell ids and the event version.",
+        input_schema = schema_for_input::<edit::CreateArgs>().expect("schema"),
+        output_schema = output_schema::<edit::CreateOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn create_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::CreateArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::create_notebook(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "get_notebook_content",
+        description = "Read cells: ids, types, sources, last_version of each cell, and optionally outputs (texts cut to max_output_chars, images omitted unless include_images). Select with cell_ids or start/end (inclusive) and cell_type. Large results are paged: when truncated, call again with start=next_start. current_version is a valid expected_version token for later writes.",
+        input_schema = schema_for_input::<read::ContentArgs>().expect("schema"),
+        output_schema = output_schema::<read::ContentOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_notebook_content(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::get_notebook_content(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "get_notebook_outline",
+        description = "A compact map of the notebook: every cell's id, index, type, a one-line preview, and markdown headings with their level. Cheaper than get_notebook_content for finding where to work.",
+        input_schema = schema_for_input::<read::OutlineArgs>().expect("schema"),
+        output_schema = output_schema::<read::OutlineOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_notebook_outline(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::get_notebook_outline(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "search_notebook",
+        description = "Search a notebook with a regular expression (Rust regex syntax, applied per line, case-insensitive by default) in cell sources, outputs (stream, text, errors) or both. Returns cell_id, index, 1-based line and column, and the matching line.",
+        input_schema = schema_for_input::<read::SearchArgs>().expect("schema"),
+        output_schema = output_schema::<read::SearchOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::search_notebook(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "insert_cell",
+        description = "Insert one cell. Place it with after_cell_id or before_cell_id (stable when others edit concurrently) or index; default is the end. Returns the new cell_id, its index and the event version.",
+        input_schema = schema_for_input::<edit::InsertArgs>().expect("schema"),
+        output_schema = output_schema::<edit::InsertOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn insert_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::InsertArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::insert_cell(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "batch_insert_cells",
+        description = "Insert several cells together, in the given order, as one event. Placement as for insert_cell.",
+        input_schema = schema_for_input::<edit::BatchInsertArgs>().expect("schema"),
+        output_schema = output_schema::<edit::IdsOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn batch_insert_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::BatchInsertArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::batch_insert_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "update_cell",
+        description = "Replace a cell's whole source (outputs are kept). Without locks the later write wins whole-cell; pass expected_version to get version_conflict (with the current source) if someone changed the cell since you read it. Same source again: changed=false, no event.",
+        input_schema = schema_for_input::<edit::UpdateArgs>().expect("schema"),
+        output_schema = output_schema::<edit::UpdateOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn update_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::UpdateArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::update_cell(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "batch_update_cells",
+        description = "Replace the sources of several cells in one event: all or nothing (if any cell is unknown or has a version_conflict, nothing changes).",
+        input_schema = schema_for_input::<edit::BatchUpdateArgs>().expect("schema"),
+        output_schema = output_schema::<edit::IdsOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn batch_update_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::BatchUpdateArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::batch_update_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "delete_cell",
+        description = "Delete one cell (cell_id or index) or several (cell_ids) in one event. Deleted cells stay in the history and can be brought back whole with recover_cell.",
+        input_schema = schema_for_input::<edit::DeleteArgs>().expect("schema"),
+        output_schema = output_schema::<edit::DeleteOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn delete_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::DeleteArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::delete_cell(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "change_cell_type",
+        description = "Turn a cell into code, markdown or raw, keeping its id and source. A code cell that becomes markdown or raw loses its outputs and execution_count.",
+        input_schema = schema_for_input::<edit::ChangeTypeArgs>().expect("schema"),
+        output_schema = output_schema::<edit::ChangeTypeOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn change_cell_type(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::ChangeTypeArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::change_cell_type(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for NotebookServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("nbledger", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}

@@ -1,0 +1,141 @@
+//! Test harness: spawn the real `nbledger` binary and talk MCP to it over
+//! stdio with the rmcp client, as an agent would.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nbledger")
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/nbformat")
+}
+
+/// A server process on `root`, with a client that declares itself `name`.
+pub async fn connect(root: &Path, name: &str) -> Client {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve").arg("--root").arg(root);
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nbledger");
+    let config = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(name, "0.1"),
+    );
+    config.serve(transport).await.expect("MCP handshake")
+}
+
+/// The outcome of one tool call.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub is_error: bool,
+    pub value: Value,
+    pub text: String,
+}
+
+impl Outcome {
+    /// The structured content of a success; panics with the error otherwise.
+    pub fn ok(self) -> Value {
+        assert!(!self.is_error, "expected success, got {}", self.value);
+        self.value
+    }
+
+    /// The error code of a refusal; panics on success.
+    pub fn code(&self) -> &str {
+        assert!(self.is_error, "expected an error, got {}", self.value);
+        self.value["error"]["code"].as_str().expect("error.code")
+    }
+
+    pub fn error(&self) -> &Value {
+        assert!(self.is_error, "expected an error, got {}", self.value);
+        &self.value["error"]
+    }
+}
+
+pub async fn call(client: &Client, tool: &str, args: Value) -> Outcome {
+    let args = args.as_object().cloned().unwrap_or_default();
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: JSON-RPC failure instead of a tool result: {e}"));
+    let text = result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    Outcome {
+        is_error: result.is_error == Some(true),
+        value: result.structured_content.unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// Creates `path` with code cells of the given sources; returns the ids.
+pub async fn create(client: &Client, path: &str, sources: &[&str]) -> Vec<String> {
+    let cells: Vec<Value> = sources.iter().map(|s| json!({"source": s})).collect();
+    let r = call(
+        client,
+        "create_notebook",
+        json!({"path": path, "cells": cells}),
+    )
+    .await
+    .ok();
+    r["cell_ids"]
+        .as_array()
+        .expect("cell_ids")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The notebook's cells as (id, type, source).
+pub async fn cells(client: &Client, path: &str) -> Vec<(String, String, String)> {
+    let r = call(client, "get_notebook_content", json!({"path": path}))
+        .await
+        .ok();
+    r["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            (
+                c["cell_id"].as_str().unwrap().to_owned(),
+                c["cell_type"].as_str().unwrap().to_owned(),
+                c["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The notebook file as JSON.
+pub fn file_json(root: &Path, path: &str) -> Value {
+    let bytes = std::fs::read(root.join(path)).expect("notebook file");
+    serde_json::from_slice(&bytes).expect("file is JSON")
+}
+
+/// The sources in the file on disk, joined.
+pub fn file_sources(root: &Path, path: &str) -> Vec<String> {
+    file_json(root, path)["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| match &c["source"] {
+            Value::Array(lines) => lines.iter().map(|l| l.as_str().unwrap()).collect(),
+            Value::String(s) => s.clone(),
+            _ => panic!("bad source"),
+        })
+        .collect()
+}

@@ -1,0 +1,306 @@
+//! Property: replaying the log from scratch gives exactly the live state,
+//! and the file on disk always holds that state.
+
+use std::path::Path;
+
+use nbledger::engine::{Actor, Engine};
+use nbledger::ipynb;
+use nbledger::projections::Workspace;
+use nbledger::tools::edit::{self, CellSpec};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert {
+        at: usize,
+        source: String,
+        markdown: bool,
+    },
+    BatchInsert {
+        at: usize,
+        n: usize,
+    },
+    Update {
+        cell: usize,
+        source: String,
+        cas: bool,
+    },
+    BatchUpdate {
+        cells: Vec<usize>,
+        source: String,
+    },
+    Delete {
+        cell: usize,
+    },
+    DeleteMany {
+        cells: Vec<usize>,
+    },
+    Retype {
+        cell: usize,
+        to: u8,
+    },
+    /// Someone edits the file outside: a source change and a removal.
+    Outside {
+        cell: usize,
+        source: String,
+        drop: bool,
+    },
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let src = "[a-z =\n#]{0,12}";
+    prop_oneof![
+        3 => (any::<usize>(), src, any::<bool>()).prop_map(|(at, source, markdown)| Op::Insert { at, source, markdown }),
+        1 => (any::<usize>(), 1usize..4).prop_map(|(at, n)| Op::BatchInsert { at, n }),
+        4 => (any::<usize>(), src, any::<bool>()).prop_map(|(cell, source, cas)| Op::Update { cell, source, cas }),
+        1 => (proptest::collection::vec(any::<usize>(), 1..4), src).prop_map(|(cells, source)| Op::BatchUpdate { cells, source }),
+        1 => any::<usize>().prop_map(|cell| Op::Delete { cell }),
+        1 => proptest::collection::vec(any::<usize>(), 1..3).prop_map(|cells| Op::DeleteMany { cells }),
+        1 => (any::<usize>(), 0u8..3).prop_map(|(cell, to)| Op::Retype { cell, to }),
+        1 => (any::<usize>(), src, any::<bool>()).prop_map(|(cell, source, drop)| Op::Outside { cell, source, drop }),
+        1 => Just(Op::Restart),
+    ]
+}
+
+fn ids(engine: &Engine) -> Vec<String> {
+    engine.workspace().notebooks["n.ipynb"]
+        .cells
+        .iter()
+        .map(|c| c.cell.id.clone())
+        .collect()
+}
+
+fn pick(ids: &[String], k: usize) -> Option<String> {
+    (!ids.is_empty()).then(|| ids[k % ids.len()].clone())
+}
+
+fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
+    let actor = Actor {
+        client_name: format!("agent-{}", step % 3),
+        request_id: None,
+    };
+    let cur = ids(engine);
+    let head = engine.store().head();
+    // Refusals are fine (e.g. a stale CAS token); they must change nothing,
+    // which the replay comparison checks too.
+    let _ = match op.clone() {
+        Op::Insert {
+            at,
+            source,
+            markdown,
+        } => edit::insert_cell(
+            engine,
+            edit::InsertArgs {
+                path: "n.ipynb".into(),
+                source,
+                cell_type: Some(if markdown { "markdown" } else { "code" }.into()),
+                index: Some((at % (cur.len() + 1)) as i64),
+                after_cell_id: None,
+                before_cell_id: None,
+                metadata: None,
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::BatchInsert { at, n } => edit::batch_insert_cells(
+            engine,
+            edit::BatchInsertArgs {
+                path: "n.ipynb".into(),
+                cells: (0..n)
+                    .map(|i| CellSpec {
+                        source: format!("b{step}-{i}"),
+                        cell_type: None,
+                        metadata: None,
+                    })
+                    .collect(),
+                index: None,
+                after_cell_id: pick(&cur, at),
+                before_cell_id: None,
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::Update { cell, source, cas } => match pick(&cur, cell) {
+            None => return,
+            Some(id) => edit::update_cell(
+                engine,
+                edit::UpdateArgs {
+                    path: "n.ipynb".into(),
+                    cell_id: Some(id),
+                    index: None,
+                    source,
+                    expected_version: cas.then(|| head.saturating_sub(2)),
+                    force: None,
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            ),
+        },
+        Op::BatchUpdate { cells, source } => {
+            if cur.is_empty() {
+                return;
+            }
+            let mut chosen: Vec<String> = cells.iter().filter_map(|&k| pick(&cur, k)).collect();
+            chosen.sort();
+            chosen.dedup();
+            edit::batch_update_cells(
+                engine,
+                edit::BatchUpdateArgs {
+                    path: "n.ipynb".into(),
+                    updates: chosen
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, id)| edit::UpdateItem {
+                            cell_id: Some(id),
+                            index: None,
+                            source: format!("{source}{i}"),
+                            expected_version: None,
+                        })
+                        .collect(),
+                    force: None,
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
+        Op::Delete { cell } => match pick(&cur, cell) {
+            None => return,
+            Some(id) => edit::delete_cell(engine, delete_args(Some(id), None), &actor),
+        },
+        Op::DeleteMany { cells } => {
+            if cur.is_empty() {
+                return;
+            }
+            let chosen: Vec<String> = cells.iter().filter_map(|&k| pick(&cur, k)).collect();
+            edit::delete_cell(engine, delete_args(None, Some(chosen)), &actor)
+        }
+        Op::Retype { cell, to } => match pick(&cur, cell) {
+            None => return,
+            Some(id) => edit::change_cell_type(
+                engine,
+                edit::ChangeTypeArgs {
+                    path: "n.ipynb".into(),
+                    cell_id: Some(id),
+                    index: None,
+                    cell_type: ["code", "markdown", "raw"][to as usize].into(),
+                    expected_version: None,
+                    force: None,
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            ),
+        },
+        Op::Outside { cell, source, drop } => {
+            let file = root.join("n.ipynb");
+            let mut nb: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            let cells = nb["cells"].as_array_mut().unwrap();
+            if !cells.is_empty() {
+                let k = cell % cells.len();
+                cells[k]["source"] = serde_json::Value::String(source);
+                if drop && cells.len() > 1 {
+                    cells.remove((k + 1) % cells.len());
+                }
+            }
+            std::fs::write(&file, serde_json::to_vec_pretty(&nb).unwrap()).unwrap();
+            return;
+        }
+        Op::Restart => return,
+    };
+}
+
+fn delete_args(cell_id: Option<String>, cell_ids: Option<Vec<String>>) -> edit::DeleteArgs {
+    edit::DeleteArgs {
+        path: "n.ipynb".into(),
+        cell_id,
+        index: None,
+        cell_ids,
+        expected_version: None,
+        force: None,
+        client_name: None,
+        request_id: None,
+    }
+}
+
+/// The file's cells as (id, type, source).
+fn file_cells(root: &Path) -> Vec<(String, String, String)> {
+    let raw = ipynb::parse(&std::fs::read(root.join("n.ipynb")).unwrap()).unwrap();
+    raw.cells
+        .into_iter()
+        .map(|c| (c.id.unwrap_or_default(), c.cell_type, c.source))
+        .collect()
+}
+
+fn state_cells(ws: &Workspace) -> Vec<(String, String, String)> {
+    ws.notebooks["n.ipynb"]
+        .cells
+        .iter()
+        .map(|c| {
+            (
+                c.cell.id.clone(),
+                c.cell.cell_type.as_str().to_owned(),
+                c.cell.source.clone(),
+            )
+        })
+        .collect()
+}
+
+fn replayed(engine: &Engine) -> Workspace {
+    let mut ws = Workspace::default();
+    for rec in engine.store().records(1) {
+        ws.apply(&rec.unwrap().event);
+    }
+    ws
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_equals_live_state(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let data = root.join(".nbledger");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut engine = Engine::open(root, &data).unwrap();
+        edit::create_notebook(&engine, edit::CreateArgs {
+            path: "n.ipynb".into(),
+            cells: Some(vec![CellSpec { source: "seed".into(), cell_type: None, metadata: None }]),
+            kernel_name: None, client_name: None, request_id: None,
+        }, &Actor { client_name: "setup".into(), request_id: None }).unwrap();
+
+        for (step, op) in ops.iter().enumerate() {
+            if matches!(op, Op::Restart) {
+                // Take in any pending outside edit first: start-up would too.
+                let _ = engine.read("n.ipynb", |_| Ok(()));
+                let live = engine.workspace();
+                drop(engine);
+                engine = Engine::open(root, &data).unwrap();
+                prop_assert_eq!(engine.workspace(), live, "state after restart differs");
+                continue;
+            }
+            apply(&engine, root, op, step);
+            let live = engine.workspace();
+            // A read syncs outside edits, so compare after the state settled.
+            if !matches!(op, Op::Outside { .. }) {
+                prop_assert_eq!(&replayed(&engine), &live, "replay differs after {:?}", op);
+                prop_assert_eq!(file_cells(root), state_cells(&live), "file differs after {:?}", op);
+            }
+        }
+        // Take in a trailing outside edit, then compare everything once more.
+        let _ = engine.read("n.ipynb", |_| Ok(()));
+        let live = engine.workspace();
+        prop_assert_eq!(&replayed(&engine), &live);
+        let versions: Vec<u64> = engine.store().records(1).map(|r| r.unwrap().event.version).collect();
+        prop_assert_eq!(versions, (1..=engine.store().head()).collect::<Vec<_>>());
+        drop(engine);
+        let reopened = Engine::open(root, &data).unwrap();
+        prop_assert_eq!(reopened.workspace(), live);
+    }
+}
