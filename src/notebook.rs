@@ -73,7 +73,7 @@ pub fn header_of(nb: &RawNotebook) -> Header {
 pub fn cell_of(raw: &RawCell, id: String) -> Cell {
     Cell {
         id,
-        cell_type: CellType::parse(&raw.cell_type).unwrap_or(CellType::Raw),
+        cell_type: CellType::from_file(&raw.cell_type),
         source: raw.source.clone(),
         metadata: object_text(&raw.metadata),
         outputs: raw
@@ -205,8 +205,7 @@ pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
         .collect();
     let pending: Vec<usize> = (0..raw.cells.len()).filter(|&i| ids[i].is_none()).collect();
     for (pi, oi) in lcs(&pending, &unmatched_old, |&i, c| {
-        CellType::parse(&raw.cells[i].cell_type) == Some(c.cell_type)
-            && raw.cells[i].source == c.source
+        raw.cells[i].cell_type == c.cell_type.as_str() && raw.cells[i].source == c.source
     }) {
         let id = unmatched_old[oi].id.clone();
         used.insert(id.clone());

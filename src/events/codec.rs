@@ -69,7 +69,7 @@ struct HeaderV1 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct CellV1 {
     id: String,
-    cell_type: u8,
+    cell_type: String,
     source: Text,
     metadata: Text,
     outputs: Option<Text>,
@@ -157,8 +157,6 @@ pub enum DecodeError {
     Body(String),
     #[error("record references blob {0} which is missing from the store")]
     MissingBlob(String),
-    #[error("record holds an unknown cell type tag {0}")]
-    CellType(u8),
 }
 
 /// Encodes `event` as a record chained after `prev_hash`. `put_blob` stores
@@ -297,11 +295,7 @@ fn header_v1(h: &Header, text: &mut dyn FnMut(&str) -> Text) -> HeaderV1 {
 fn cell_v1(c: &Cell, text: &mut dyn FnMut(&str) -> Text) -> CellV1 {
     CellV1 {
         id: c.id.clone(),
-        cell_type: match c.cell_type {
-            CellType::Code => 0,
-            CellType::Markdown => 1,
-            CellType::Raw => 2,
-        },
+        cell_type: c.cell_type.as_str().to_owned(),
         source: text(&c.source),
         metadata: text(&c.metadata),
         outputs: c.outputs.as_deref().map(&mut *text),
@@ -390,12 +384,7 @@ fn header_from_v1(h: HeaderV1, text: &TextFn) -> Result<Header, DecodeError> {
 fn cell_from_v1(c: CellV1, text: &TextFn) -> Result<Arc<Cell>, DecodeError> {
     Ok(Arc::new(Cell {
         id: c.id,
-        cell_type: match c.cell_type {
-            0 => CellType::Code,
-            1 => CellType::Markdown,
-            2 => CellType::Raw,
-            n => return Err(DecodeError::CellType(n)),
-        },
+        cell_type: CellType::from_file(&c.cell_type),
         source: text(c.source)?,
         metadata: text(c.metadata)?,
         outputs: c.outputs.map(text).transpose()?,
@@ -631,7 +620,7 @@ mod tests {
             .collect()
     }
 
-    const GOLDEN_V1_LEN: usize = 932;
+    const GOLDEN_V1_LEN: usize = 980;
     const GOLDEN_V1_BLAKE3: &str =
-        "2205f76509bffecfcd8fc845fbf23cc60229c0f7c4da17ade9ff52e18dd80d59";
+        "815adb0119a9a07ed094313c47a03b05a08b0704a7cdaf12e85ae4b18fc98811";
 }

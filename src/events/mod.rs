@@ -17,22 +17,29 @@ use std::sync::Arc;
 pub type Hash = [u8; 32];
 
 /// The kind of a notebook cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+///
+/// `Other` is a type from a newer nbformat minor that this build does not
+/// know (e.g. `test4plus.ipynb`). Such a cell is kept exactly as read (its
+/// keys live in `Cell::extra`) and can be moved or deleted, never edited.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CellType {
     Code,
     Markdown,
     Raw,
+    Other(String),
 }
 
 impl CellType {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             CellType::Code => "code",
             CellType::Markdown => "markdown",
             CellType::Raw => "raw",
+            CellType::Other(s) => s,
         }
     }
 
+    /// A type a tool may create or convert to.
     pub fn parse(s: &str) -> Option<CellType> {
         match s {
             "code" => Some(CellType::Code),
@@ -40,6 +47,11 @@ impl CellType {
             "raw" => Some(CellType::Raw),
             _ => None,
         }
+    }
+
+    /// Any type found in a file.
+    pub fn from_file(s: &str) -> CellType {
+        CellType::parse(s).unwrap_or_else(|| CellType::Other(s.to_owned()))
     }
 }
 
@@ -82,8 +94,9 @@ impl Cell {
     /// and raw cells in nbformat, so they are dropped when becoming code.
     pub fn with_type(&self, cell_type: CellType) -> Cell {
         let mut cell = self.clone();
+        let code = cell_type == CellType::Code;
         cell.cell_type = cell_type;
-        if cell_type == CellType::Code {
+        if code {
             cell.outputs.get_or_insert_with(|| "[]".to_owned());
             cell.execution_count
                 .get_or_insert_with(|| "null".to_owned());

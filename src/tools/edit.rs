@@ -50,6 +50,24 @@ fn existing(nb: Option<&NotebookState>) -> Result<&NotebookState, ToolError> {
     nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))
 }
 
+/// Cells of a type this build does not know are kept whole but not edited:
+/// their content lives in fields nbledger would not write back.
+fn editable(nb: &NotebookState, i: usize) -> Result<(), ToolError> {
+    let cell = &nb.cells[i].cell;
+    if let CellType::Other(t) = &cell.cell_type {
+        return Err(ToolError::invalid(
+            "cell_id",
+            "a code, markdown or raw cell",
+            format!(
+                "cell {} has type {} from a newer nbformat; nbledger keeps it as is but cannot edit it (it can be moved or deleted)",
+                cell.id,
+                quote(t)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `expected_version` is a compare-and-swap token (§8.4).
 fn check_expected(nb: &NotebookState, i: usize, expected: Option<u64>) -> Result<(), ToolError> {
     let live = &nb.cells[i];
@@ -375,6 +393,7 @@ pub fn update_cell(
     let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
         let nb = existing(nb)?;
         let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
+        editable(nb, i)?;
         check_expected(nb, i, a.expected_version)?;
         let cell = &nb.cells[i].cell;
         let id = cell.id.clone();
@@ -458,6 +477,7 @@ pub fn batch_update_cells(
         let mut positions = Vec::with_capacity(a.updates.len());
         for (k, u) in a.updates.iter().enumerate() {
             let i = find_cell(nb, &format!("updates[{k}]"), u.cell_id.as_deref(), u.index)?;
+            editable(nb, i)?;
             if !seen.insert(i) {
                 return Err(ToolError::invalid(
                     &format!("updates[{k}]"),
@@ -647,6 +667,7 @@ pub fn change_cell_type(
     let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
         let nb = existing(nb)?;
         let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
+        editable(nb, i)?;
         check_expected(nb, i, a.expected_version)?;
         let before = nb.cells[i].cell.clone();
         let id = before.id.clone();
@@ -655,7 +676,7 @@ pub fn change_cell_type(
         } else {
             vec![Change::CellReplaced {
                 path: np.rel.clone(),
-                after: Arc::new(before.with_type(t)),
+                after: Arc::new(before.with_type(t.clone())),
                 before: before.clone(),
             }]
         };

@@ -147,7 +147,7 @@ pub fn get_notebook_content(
             if wanted.as_ref().is_some_and(|w| !w.contains(&i)) {
                 continue;
             }
-            if filter.is_some_and(|t| t != live.cell.cell_type) {
+            if filter.as_ref().is_some_and(|t| *t != live.cell.cell_type) {
                 continue;
             }
             let cell = cell_out(

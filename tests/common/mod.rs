@@ -65,22 +65,32 @@ impl Outcome {
 }
 
 pub async fn call(client: &Client, tool: &str, args: Value) -> Outcome {
+    try_call(client, tool, args)
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: JSON-RPC failure instead of a tool result: {e}"))
+}
+
+/// A call whose transport may fail (the server was killed).
+pub async fn try_call(
+    client: &Client,
+    tool: &str,
+    args: Value,
+) -> Result<Outcome, rmcp::ServiceError> {
     let args = args.as_object().cloned().unwrap_or_default();
     let result = client
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: JSON-RPC failure instead of a tool result: {e}"));
+        .await?;
     let text = result
         .content
         .first()
         .and_then(|c| c.as_text())
         .map(|t| t.text.clone())
         .unwrap_or_default();
-    Outcome {
+    Ok(Outcome {
         is_error: result.is_error == Some(true),
         value: result.structured_content.unwrap_or(Value::Null),
         text,
-    }
+    })
 }
 
 /// Creates `path` with code cells of the given sources; returns the ids.
