@@ -356,6 +356,12 @@ pub fn render(header: &Header, cells: &[&str]) -> Vec<u8> {
     ipynb::render_notebook(&raw_header(header), cells)
 }
 
+/// The text around the cells of a file with this header (see
+/// [`ipynb::render_frame`]).
+pub fn render_frame(header: &Header) -> (String, String) {
+    ipynb::render_frame(&raw_header(header))
+}
+
 pub fn render_cell(cell: &Cell) -> String {
     ipynb::render_cell(&raw_of(cell))
 }

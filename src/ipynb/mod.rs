@@ -28,7 +28,7 @@ mod tests;
 mod text;
 
 pub use parse::parse;
-pub use render::{render_cell, render_notebook, render_notebook_full};
+pub use render::{render_cell, render_frame, render_notebook, render_notebook_full};
 pub use text::{join_multiline, split_lines, valid_cell_id};
 
 /// The newest nbformat 4 minor version whose schema this module knows.

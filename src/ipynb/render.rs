@@ -73,6 +73,19 @@ pub fn render_notebook(nb: &RawNotebook, rendered_cells: &[&str]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The text around the cells, so a writer can stream cached cell texts
+/// without building the whole file: for a non-empty `cells`,
+/// `prefix + cells.join(",\n") + suffix == render_notebook(nb, cells)`.
+/// (No rendered JSON contains a raw NUL, so it marks the cells' place.)
+pub fn render_frame(nb: &RawNotebook) -> (String, String) {
+    let marked = render_notebook(nb, &["\u{0}"]);
+    let text = String::from_utf8(marked).unwrap_or_default();
+    match text.split_once('\u{0}') {
+        Some((prefix, suffix)) => (prefix.to_owned(), suffix.to_owned()),
+        None => (text, String::new()),
+    }
+}
+
 /// [`render_notebook`] with every cell of `nb` rendered.
 pub fn render_notebook_full(nb: &RawNotebook) -> Vec<u8> {
     let rendered: Vec<String> = nb.cells.iter().map(render_cell).collect();

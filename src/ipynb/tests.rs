@@ -883,3 +883,14 @@ fn cell_id_rule() {
     assert!(!valid_cell_id("abc\n"));
     assert!(!valid_cell_id("é"));
 }
+
+#[test]
+fn frame_plus_cells_is_the_whole_file() {
+    for name in ["test4.5.ipynb", "test4plus.ipynb", "test4custom.ipynb"] {
+        let nb = parse_fixture(name);
+        let cells: Vec<String> = nb.cells.iter().map(render_cell).collect();
+        let (prefix, suffix) = render_frame(&nb);
+        let streamed = format!("{prefix}{}{suffix}", cells.join(",\n"));
+        assert_eq!(streamed.into_bytes(), render_notebook_full(&nb), "{name}");
+    }
+}

@@ -145,9 +145,43 @@ impl Store {
     /// engine holds its lock); the transaction still refuses a wrong version
     /// so a bug cannot write a gap.
     pub fn append(&self, event: &Event) -> Result<Hash, StoreError> {
-        let prev_hash = self.head_hash();
+        let hash = self.write(event)?;
+        self.db.flush()?;
+        self.publish(event.version, hash);
+        Ok(hash)
+    }
+
+    /// Appends several events and makes them durable with one flush (group
+    /// commit). Each event is its own transaction, so a crash keeps a
+    /// prefix; none is visible through [`Store::head`] before the flush.
+    pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Hash>, StoreError> {
+        let mut hashes = Vec::with_capacity(events.len());
+        let mut prev = self.head_hash();
+        for event in events {
+            let hash = self.write_after(event, &prev)?;
+            prev = hash;
+            hashes.push(hash);
+        }
+        self.db.flush()?;
+        if let (Some(last), Some(hash)) = (events.last(), hashes.last()) {
+            self.publish(last.version, *hash);
+        }
+        Ok(hashes)
+    }
+
+    fn publish(&self, version: u64, hash: Hash) {
+        *self.head_hash.lock() = hash;
+        self.head.store(version, Ordering::SeqCst);
+    }
+
+    fn write(&self, event: &Event) -> Result<Hash, StoreError> {
+        self.write_after(event, &self.head_hash())
+    }
+
+    /// Writes one record in one transaction, without flushing.
+    fn write_after(&self, event: &Event, prev_hash: &Hash) -> Result<Hash, StoreError> {
         let mut new_blobs: Vec<(Hash, Vec<u8>)> = Vec::new();
-        let bytes = codec::encode(event, &prev_hash, &mut |b| {
+        let bytes = codec::encode(event, prev_hash, &mut |b| {
             let h = *blake3::hash(b).as_bytes();
             new_blobs.push((h, b.to_vec()));
             h
@@ -191,9 +225,6 @@ impl Store {
             }
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         }
-        self.db.flush()?;
-        *self.head_hash.lock() = hash;
-        self.head.store(version, Ordering::SeqCst);
         Ok(hash)
     }
 
@@ -384,6 +415,21 @@ mod tests {
         assert_eq!(s.head(), 3);
         let versions: Vec<u64> = s.records(1).map(|r| r.unwrap().event.version).collect();
         assert_eq!(versions, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_batch_chains_and_flushes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.append(&event(1, "a.ipynb")).unwrap();
+        let batch: Vec<Event> = (2..=5).map(|v| event(v, "a.ipynb")).collect();
+        let hashes = s.append_batch(&batch).unwrap();
+        assert_eq!(s.head(), 5);
+        assert_eq!(s.head_hash(), hashes[3]);
+        let r3 = s.get(3).unwrap().unwrap();
+        assert_eq!(r3.prev_hash, hashes[0]);
+        assert!(s.append_batch(&[event(7, "a.ipynb")]).is_err());
+        assert_eq!(s.head(), 5);
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! End-to-end load: a real MCP client drives the release binary over stdio.
+//!
+//! `cargo bench --bench e2e` prints p50/p99 latency and throughput for
+//! sequential `update_cell` calls by cell id on (a) a 100-cell notebook
+//! without outputs and (b) a 1,000-cell notebook with image and stream
+//! outputs (about 4.7 MB), and for reading one cell of (b).
+//! NBLEDGER_E2E_N sets the number of calls per case (default 2000).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+fn notebook(cells: usize, outputs: bool) -> Value {
+    // A 1.5 KB "PNG" repeated keeps each cell near 4.7 KB like a small plot.
+    let png = "iVBORw0KGgoAAAANSUhEUgAA".repeat(170);
+    let cells: Vec<Value> = (0..cells)
+        .map(|i| {
+            let outs = if outputs {
+                json!([
+                    {"name": "stdout", "output_type": "stream", "text": [format!("step {i}\n"), "loss 0.1234\n".repeat(8)]},
+                    {"data": {"image/png": png, "text/plain": ["<Figure size 640x480 with 1 Axes>"]},
+                     "metadata": {}, "output_type": "display_data"}
+                ])
+            } else {
+                json!([])
+            };
+            json!({"cell_type": "code", "execution_count": i + 1, "id": format!("c{i:07}"), "metadata": {},
+                   "outputs": outs, "source": [format!("x_{i} = compute({i})\n"), "plot(x)"]})
+        })
+        .collect();
+    json!({"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+           "nbformat": 4, "nbformat_minor": 5})
+}
+
+async fn connect(root: &Path) -> Client {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nbledger"));
+    cmd.arg("serve").arg("--root").arg(root);
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("bench", "0.1"),
+    )
+    .serve(transport)
+    .await
+    .expect("handshake")
+}
+
+async fn call(c: &Client, tool: &'static str, args: Value) -> Value {
+    let r = c
+        .call_tool(
+            CallToolRequestParams::new(tool)
+                .with_arguments(args.as_object().cloned().unwrap_or_default()),
+        )
+        .await
+        .expect("call");
+    assert_ne!(
+        r.is_error,
+        Some(true),
+        "{tool} failed: {:?}",
+        r.structured_content
+    );
+    r.structured_content.unwrap_or(Value::Null)
+}
+
+struct Stats {
+    name: String,
+    n: usize,
+    total: Duration,
+    lat: Vec<Duration>,
+}
+
+impl Stats {
+    fn row(&mut self) -> String {
+        self.lat.sort();
+        let q = |p: f64| self.lat[((self.lat.len() as f64 - 1.0) * p).round() as usize];
+        let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
+        format!(
+            "| {} | {} | {} | {} | {} | {:.0} |",
+            self.name,
+            self.n,
+            ms(q(0.5)),
+            ms(q(0.99)),
+            ms(self.total / self.n as u32),
+            self.n as f64 / self.total.as_secs_f64()
+        )
+    }
+}
+
+async fn run(name: &str, n: usize, mut f: impl AsyncFnMut(usize)) -> Stats {
+    let mut lat = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        f(i).await;
+        lat.push(t.elapsed());
+    }
+    Stats {
+        name: name.into(),
+        n,
+        total: start.elapsed(),
+        lat,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes --bench; ignore arguments.
+    let n: usize = std::env::var("NBLEDGER_E2E_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::write(
+        root.join("a.ipynb"),
+        serde_json::to_vec_pretty(&notebook(100, false)).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("b.ipynb"),
+        serde_json::to_vec_pretty(&notebook(1000, true)).unwrap(),
+    )
+    .unwrap();
+    let size_b = std::fs::metadata(root.join("b.ipynb")).unwrap().len();
+
+    let c = connect(root).await;
+    // First touches import the notebooks; not measured.
+    call(&c, "get_notebook_outline", json!({"path": "a.ipynb"})).await;
+    call(&c, "get_notebook_outline", json!({"path": "b.ipynb"})).await;
+
+    let mut rows = Vec::new();
+    let mut a = run("(a) update_cell, 100 cells, no outputs", n, async |i| {
+        call(&c, "update_cell", json!({"path": "a.ipynb", "cell_id": format!("c{:07}", i % 100), "source": format!("x = {i}\n")})).await;
+    })
+    .await;
+    rows.push(a.row());
+    let nb = (n / 4).max(100);
+    let mut b = run("(b) update_cell, 1,000 cells with outputs", nb, async |i| {
+        call(&c, "update_cell", json!({"path": "b.ipynb", "cell_id": format!("c{:07}", (i * 37) % 1000), "source": format!("y = {i}\n")})).await;
+    })
+    .await;
+    rows.push(b.row());
+    let mut r = run("(b) get_notebook_content, one cell with outputs", n, async |i| {
+        call(&c, "get_notebook_content", json!({"path": "b.ipynb", "cell_ids": [format!("c{:07}", (i * 13) % 1000)], "include_outputs": true})).await;
+    })
+    .await;
+    rows.push(r.row());
+    c.cancel().await.expect("shutdown");
+
+    println!("notebook (b) on disk: {:.2} MB", size_b as f64 / 1e6);
+    println!("| case | calls | p50 ms | p99 ms | mean ms | calls/s |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
