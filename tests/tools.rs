@@ -284,6 +284,22 @@ async fn every_error_code_is_a_tool_result_and_changes_nothing() {
             json!({"path": "n.ipynb", "index": 0, "source": "x".repeat((1 << 20) + 1)}),
             "too_large",
         ),
+        // Checks run in order: arguments, then not_found, then limits (§8.2).
+        (
+            "update_cell",
+            json!({"path": "n.ipynb", "cell_id": "zzzzzzzz", "source": "x".repeat((1 << 20) + 1)}),
+            "not_found",
+        ),
+        (
+            "insert_cell",
+            json!({"path": "missing.ipynb", "source": "x", "cell_type": "python"}),
+            "invalid_argument",
+        ),
+        (
+            "get_notebook_content",
+            json!({"path": "n.ipynb", "cell_id": "zzzzzzzz"}),
+            "not_found",
+        ),
         (
             "insert_cell",
             json!({"path": "n.ipynb", "source": "x", "cell_type": "python"}),

@@ -28,12 +28,33 @@ pub struct CellSpec {
 }
 
 impl CellSpec {
-    fn build(&self, arg: &str, id: String) -> Result<Cell, ToolError> {
-        check_source(&self.source)?;
-        let t = common::cell_type(arg, self.cell_type.as_deref())?;
-        let meta = self.metadata.as_ref().map(object_text);
-        Ok(Cell::new(id, t, self.source.clone(), meta))
+    /// The cell's type: an argument check, made before anything else.
+    fn kind(&self, arg: &str) -> Result<CellType, ToolError> {
+        common::cell_type(arg, self.cell_type.as_deref())
     }
+
+    fn build(&self, id: String, t: CellType) -> Cell {
+        let meta = self.metadata.as_ref().map(object_text);
+        Cell::new(id, t, self.source.clone(), meta)
+    }
+}
+
+/// Checks every spec's type (arguments come first, §8.2).
+fn kinds(specs: &[CellSpec]) -> Result<Vec<CellType>, ToolError> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.kind(&format!("cells[{i}].cell_type")))
+        .collect()
+}
+
+/// Size limits come last among the checks (§8.2).
+fn check_sizes<'a>(n: usize, sources: impl Iterator<Item = &'a str>) -> Result<(), ToolError> {
+    too_many(n)?;
+    for s in sources {
+        check_source(s)?;
+    }
+    Ok(())
 }
 
 /// Ids for `n` new cells, unique among the notebook's live and deleted ids.
@@ -124,7 +145,7 @@ pub fn create_notebook(
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
     let specs = a.cells.unwrap_or_default();
-    too_many(specs.len())?;
+    let types = kinds(&specs)?;
     let kernel = a.kernel_name.unwrap_or_else(|| "python3".to_owned());
     if kernel.is_empty() || kernel.chars().count() > 128 || kernel.chars().any(char::is_control) {
         return Err(ToolError::invalid(
@@ -171,12 +192,13 @@ pub fn create_notebook(
                 extra: "{}".to_owned(),
             },
         });
+        check_sizes(specs.len(), specs.iter().map(|s| s.source.as_str()))?;
         let ids = new_ids(prior, specs.len());
-        for (i, (spec, id)) in specs.iter().zip(&ids).enumerate() {
+        for (i, ((spec, id), t)) in specs.iter().zip(&ids).zip(&types).enumerate() {
             changes.push(Change::CellInserted {
                 path: path.clone(),
                 index: i as u32,
-                cell: Arc::new(spec.build(&format!("cells[{i}]"), id.clone())?),
+                cell: Arc::new(spec.build(id.clone(), t.clone())),
             });
         }
         let out_ids = ids.clone();
@@ -245,6 +267,7 @@ pub fn insert_cell(
         cell_type: a.cell_type,
         metadata: a.metadata,
     };
+    let t = spec.kind("cell_type")?;
     let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
         let nb = existing(nb)?;
         let at = placement(
@@ -253,8 +276,9 @@ pub fn insert_cell(
             a.after_cell_id.as_deref(),
             a.before_cell_id.as_deref(),
         )?;
+        check_source(&spec.source)?;
         let id = new_ids(Some(nb), 1).remove(0);
-        let cell = Arc::new(spec.build("cell_type", id.clone())?);
+        let cell = Arc::new(spec.build(id.clone(), t));
         let summary = format!("inserted {} cell {} at {}", cell.cell_type.as_str(), id, at);
         Ok(Plan {
             operation: "insert_cell",
@@ -313,7 +337,7 @@ pub fn batch_insert_cells(
     a: BatchInsertArgs,
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    too_many(a.cells.len())?;
+    let types = kinds(&a.cells)?;
     if a.cells.is_empty() {
         return Err(ToolError::invalid(
             "cells",
@@ -329,13 +353,14 @@ pub fn batch_insert_cells(
             a.after_cell_id.as_deref(),
             a.before_cell_id.as_deref(),
         )?;
+        check_sizes(a.cells.len(), a.cells.iter().map(|s| s.source.as_str()))?;
         let ids = new_ids(Some(nb), a.cells.len());
         let mut changes = Vec::with_capacity(ids.len());
-        for (k, (spec, id)) in a.cells.iter().zip(&ids).enumerate() {
+        for (k, ((spec, id), t)) in a.cells.iter().zip(&ids).zip(&types).enumerate() {
             changes.push(Change::CellInserted {
                 path: np.rel.clone(),
                 index: (at + k) as u32,
-                cell: Arc::new(spec.build(&format!("cells[{k}]"), id.clone())?),
+                cell: Arc::new(spec.build(id.clone(), t.clone())),
             });
         }
         let out = ids.clone();
@@ -389,12 +414,12 @@ pub fn update_cell(
     a: UpdateArgs,
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    check_source(&a.source)?;
     let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
         let nb = existing(nb)?;
         let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
         editable(nb, i)?;
         check_expected(nb, i, a.expected_version)?;
+        check_source(&a.source)?;
         let cell = &nb.cells[i].cell;
         let id = cell.id.clone();
         let changes = if cell.source == a.source {
@@ -460,16 +485,12 @@ pub fn batch_update_cells(
     a: BatchUpdateArgs,
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    too_many(a.updates.len())?;
     if a.updates.is_empty() {
         return Err(ToolError::invalid(
             "updates",
             "a non-empty list",
             "updates is empty; give at least one {cell_id, source}",
         ));
-    }
-    for u in &a.updates {
-        check_source(&u.source)?;
     }
     let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
         let nb = existing(nb)?;
@@ -493,6 +514,7 @@ pub fn batch_update_cells(
         for (u, &i) in a.updates.iter().zip(&positions) {
             check_expected(nb, i, u.expected_version)?;
         }
+        check_sizes(a.updates.len(), a.updates.iter().map(|u| u.source.as_str()))?;
         let mut changes = Vec::new();
         let ids: Vec<String> = positions
             .iter()
@@ -568,7 +590,6 @@ pub fn delete_cell(
         ));
     }
     if let Some(ids) = &a.cell_ids {
-        too_many(ids.len())?;
         if ids.is_empty() {
             return Err(ToolError::invalid(
                 "cell_ids",
@@ -591,6 +612,7 @@ pub fn delete_cell(
         for &i in &positions {
             check_expected(nb, i, a.expected_version)?;
         }
+        too_many(positions.len())?;
         let mut order: Vec<Arc<Cell>> = nb.cells.iter().map(|c| c.cell.clone()).collect();
         let mut changes = Vec::new();
         let ids: Vec<String> = positions

@@ -53,6 +53,8 @@ pub struct ContentArgs {
     pub path: String,
     /// Only these cells (ids or unique prefixes).
     pub cell_ids: Option<Vec<String>>,
+    /// Only this cell (same as a one-element cell_ids).
+    pub cell_id: Option<String>,
     /// First cell index to return (0-based).
     pub start: Option<i64>,
     /// Last cell index to return (inclusive).
@@ -108,7 +110,8 @@ pub fn get_notebook_content(
     let max_chars = a.max_output_chars.unwrap_or(2000) as usize;
     let images = a.include_images.unwrap_or(false);
     let out = engine.read(&a.path, |nb| {
-        let wanted: Option<Vec<usize>> = match &a.cell_ids {
+        let one = a.cell_id.clone().map(|id| vec![id]);
+        let wanted: Option<Vec<usize>> = match a.cell_ids.as_ref().or(one.as_ref()) {
             Some(ids) => Some(
                 ids.iter()
                     .map(|id| find_cell(nb, "cell_ids", Some(id), None))
