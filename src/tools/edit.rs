@@ -589,14 +589,12 @@ pub fn delete_cell(
             "say which cells to delete with exactly one of cell_id, index or cell_ids",
         ));
     }
-    if let Some(ids) = &a.cell_ids {
-        if ids.is_empty() {
-            return Err(ToolError::invalid(
-                "cell_ids",
-                "a non-empty list",
-                "cell_ids is empty",
-            ));
-        }
+    if a.cell_ids.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ToolError::invalid(
+            "cell_ids",
+            "a non-empty list",
+            "cell_ids is empty",
+        ));
     }
     let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
         let nb = existing(nb)?;
