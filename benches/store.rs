@@ -153,5 +153,45 @@ fn replay(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, changes_after, replay);
+/// Start-up of the engine on a 1M-event log: a full replay (no checkpoint)
+/// and from a checkpoint (what a clean stop leaves).
+fn startup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("startup");
+    g.sample_size(10);
+    let n = *sizes().last().unwrap_or(&1_000_000);
+    let (dir, store) = build(n);
+    drop(store);
+    let root = tempfile::tempdir().expect("root");
+    let data = dir.path();
+    let clear = || {
+        let s = Store::open(data).expect("open");
+        s.put_checkpoint(b"").expect("clear");
+        s.flush().expect("flush");
+    };
+    g.bench_function(format!("full_replay_{n}"), |b| {
+        b.iter_batched(
+            clear,
+            |_| {
+                let e = nbledger::engine::Engine::open(root.path(), data).expect("open");
+                assert_eq!(e.store().head(), n);
+                // Returned, so the checkpoint its drop writes is not timed.
+                e
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The first open leaves a checkpoint behind on drop.
+    clear();
+    drop(nbledger::engine::Engine::open(root.path(), data).expect("open"));
+    g.bench_function(format!("from_checkpoint_{n}"), |b| {
+        b.iter(|| {
+            let e = nbledger::engine::Engine::open(root.path(), data).expect("open");
+            assert_eq!(e.store().head(), n);
+            e
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, changes_after, replay, startup);
 criterion_main!(benches);

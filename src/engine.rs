@@ -33,8 +33,25 @@ use crate::store::{Store, StoreError};
 
 /// Largest notebook file the server imports (§8.12).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
-/// How long a request_id is remembered (§8.1).
-const REQUEST_TTL_MS: i64 = 24 * 3600 * 1000;
+use crate::projections::REQUEST_TTL_MS;
+
+/// A projection checkpoint is written every this many events (and at
+/// shutdown), so start-up replays at most this many.
+const CHECKPOINT_EVERY: u64 = 100_000;
+/// Bumped whenever the projection types change shape: an older checkpoint
+/// is then ignored and the log replayed in full.
+const CHECKPOINT_FORMAT: u32 = 1;
+
+/// A snapshot of the projection at `version`, proven to belong to this log
+/// by the hash of record `version`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    format: u32,
+    build: String,
+    version: u64,
+    hash: Hash,
+    workspace: Workspace,
+}
 
 /// Who is acting, and their idempotency key.
 #[derive(Debug, Clone)]
@@ -94,8 +111,8 @@ struct Inner {
     renders: HashMap<String, RenderCache>,
     /// What each file on disk held when last seen, by stat and hash.
     disk: HashMap<String, (Stamp, Hash)>,
-    /// (client, request_id) → version of the event that answered it.
-    requests: HashMap<(String, String), (u64, i64)>,
+    /// The version of the newest checkpoint written.
+    checkpointed: u64,
 }
 
 pub struct Engine {
@@ -123,18 +140,12 @@ impl Engine {
         let root = Root::new(root, data)?;
         store.bind_root(&root.path().to_string_lossy())?;
         let mut inner = Inner::default();
-        let cutoff = now_ms() - REQUEST_TTL_MS;
-        for rec in store.records(1) {
-            let rec = rec?;
-            if let Some(rid) = &rec.event.request_id
-                && rec.event.timestamp_ms >= cutoff
-            {
-                inner.requests.insert(
-                    (rec.event.client_name.clone(), rid.clone()),
-                    (rec.event.version, rec.event.timestamp_ms),
-                );
-            }
-            inner.ws.apply(&rec.event);
+        if let Some(cp) = load_checkpoint(&store) {
+            inner.checkpointed = cp.version;
+            inner.ws = cp.workspace;
+        }
+        for rec in store.records(inner.ws.head + 1) {
+            inner.ws.apply(&rec?.event);
         }
         let engine = Engine {
             root,
@@ -143,6 +154,32 @@ impl Engine {
         };
         engine.reconcile_all();
         Ok(engine)
+    }
+
+    /// Writes a projection checkpoint at the current head.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock();
+        self.write_checkpoint(&mut inner)?;
+        self.store.flush()
+    }
+
+    fn write_checkpoint(&self, inner: &mut Inner) -> Result<(), StoreError> {
+        let version = inner.ws.head;
+        if version == 0 || version == inner.checkpointed {
+            return Ok(());
+        }
+        let cp = Checkpoint {
+            format: CHECKPOINT_FORMAT,
+            build: env!("CARGO_PKG_VERSION").to_owned(),
+            version,
+            hash: self.store.head_hash(),
+            workspace: inner.ws.clone(),
+        };
+        if let Ok(bytes) = bincode::serialize(&cp) {
+            self.store.put_checkpoint(&bytes)?;
+            inner.checkpointed = version;
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Root {
@@ -316,19 +353,17 @@ impl Engine {
         client: &str,
         rid: &str,
     ) -> Result<Option<Map<String, Value>>, ToolError> {
-        let Some(&(version, ts)) = inner.requests.get(&(client.to_owned(), rid.to_owned())) else {
+        let key = (client.to_owned(), rid.to_owned());
+        let Some(&version) = inner.ws.requests.get(&key) else {
             return Ok(None);
         };
-        if ts < now_ms() - REQUEST_TTL_MS {
-            return Ok(None);
-        }
         let rec = self.store.get(version).map_err(internal)?;
-        Ok(
-            rec.and_then(|r| match serde_json::from_str(&r.event.result) {
+        Ok(rec
+            .filter(|r| r.event.timestamp_ms >= now_ms() - REQUEST_TTL_MS)
+            .and_then(|r| match serde_json::from_str(&r.event.result) {
                 Ok(Value::Object(m)) => Some(m),
                 _ => None,
-            }),
-        )
+            }))
     }
 
     /// Folds `event` into a trial copy of the notebook, writes the file's
@@ -348,17 +383,13 @@ impl Engine {
         event.version = version;
         event.timestamp_ms = timestamp_ms;
 
-        let mut trial = Workspace {
-            notebooks: Default::default(),
-            head: inner.ws.head,
-            head_timestamp_ms: inner.ws.head_timestamp_ms,
-        };
+        let mut trial = Workspace::default();
         if let Some(nb) = inner.ws.notebook(&np.rel) {
             trial.notebooks.insert(np.rel.clone(), nb.clone());
         }
         let before = inner.disk.get(&np.rel).map(|(_, h)| *h);
         // Fold once without file info to render, then record the file.
-        trial.apply(&event);
+        trial.apply_to_notebooks(&event);
         let nb = trial
             .notebooks
             .get(&np.rel)
@@ -402,17 +433,17 @@ impl Engine {
         if let Some(c) = cache {
             inner.renders.insert(np.rel.clone(), c);
         }
-        if let Some(rid) = &event.request_id {
-            inner.requests.insert(
-                (event.client_name.clone(), rid.clone()),
-                (version, timestamp_ms),
-            );
-        }
+        // Installing the trial notebooks plus the global fold is exactly
+        // `Workspace::apply(&event)`, without refolding the notebooks.
         for (path, nb) in trial.notebooks {
             inner.ws.notebooks.insert(path, nb);
         }
-        inner.ws.head = version;
-        inner.ws.head_timestamp_ms = timestamp_ms;
+        inner.ws.apply_global(&event);
+        if inner.ws.head - inner.checkpointed >= CHECKPOINT_EVERY
+            && let Err(e) = self.write_checkpoint(inner)
+        {
+            tracing::warn!(error = %e, "could not write a projection checkpoint");
+        }
         Ok(answer)
     }
 
@@ -552,6 +583,31 @@ impl Engine {
                 }),
             })
             .collect())
+    }
+}
+
+/// The stored checkpoint, if it is of this build's format and of this log
+/// (its hash matches the record at its version). Anything else: `None`, and
+/// the log is replayed from the start.
+fn load_checkpoint(store: &Store) -> Option<Checkpoint> {
+    let bytes = store.checkpoint().ok()??;
+    let cp: Checkpoint = bincode::deserialize(&bytes).ok()?;
+    if cp.format != CHECKPOINT_FORMAT
+        || cp.build != env!("CARGO_PKG_VERSION")
+        || cp.version > store.head()
+    {
+        return None;
+    }
+    let rec = store.get(cp.version).ok()??;
+    (rec.hash == cp.hash && cp.workspace.head == cp.version).then_some(cp)
+}
+
+impl Drop for Engine {
+    /// A clean stop leaves a checkpoint, so the next start replays nothing.
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "could not write a checkpoint at shutdown");
+        }
     }
 }
 

@@ -111,7 +111,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cancel.cancel();
             });
             service.waiting().await?;
-            engine.store().flush()?;
+            // Leave a projection checkpoint so the next start is instant.
+            engine.checkpoint()?;
             Ok(ExitCode::SUCCESS)
         }
     }

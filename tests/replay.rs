@@ -304,3 +304,110 @@ proptest! {
         prop_assert_eq!(reopened.workspace(), live);
     }
 }
+
+fn insert(engine: &Engine, source: &str) {
+    edit::insert_cell(
+        engine,
+        edit::InsertArgs {
+            path: "n.ipynb".into(),
+            source: source.into(),
+            cell_type: None,
+            index: None,
+            after_cell_id: None,
+            before_cell_id: None,
+            metadata: None,
+            client_name: None,
+            request_id: Some(format!("r-{source}")),
+        },
+        &Actor {
+            client_name: "a".into(),
+            request_id: Some(format!("r-{source}")),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn checkpoint_plus_tail_replay_equals_live_and_bad_checkpoints_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join(".nbledger");
+    std::fs::create_dir_all(&data).unwrap();
+    let engine = Engine::open(root, &data).unwrap();
+    edit::create_notebook(
+        &engine,
+        edit::CreateArgs {
+            path: "n.ipynb".into(),
+            cells: None,
+            kernel_name: None,
+            client_name: None,
+            request_id: None,
+        },
+        &Actor {
+            client_name: "a".into(),
+            request_id: None,
+        },
+    )
+    .unwrap();
+    for i in 0..5 {
+        insert(&engine, &format!("early {i}"));
+    }
+    engine.checkpoint().unwrap();
+    let old_checkpoint = engine.store().checkpoint().unwrap().unwrap();
+    for i in 0..5 {
+        insert(&engine, &format!("late {i}"));
+    }
+    let live = engine.workspace();
+    drop(engine);
+
+    // An older checkpoint: the tail after it is replayed.
+    let put = |bytes: &[u8]| {
+        let store = nbledger::store::Store::open(&data).unwrap();
+        store.put_checkpoint(bytes).unwrap();
+        store.flush().unwrap();
+    };
+    put(&old_checkpoint);
+    let engine = Engine::open(root, &data).unwrap();
+    assert_eq!(engine.workspace(), live);
+    assert_eq!(engine.workspace(), replayed(&engine));
+    // request_ids remembered before the checkpoint still answer retries.
+    assert!(
+        engine
+            .workspace()
+            .requests
+            .contains_key(&("a".to_owned(), "r-early 0".to_owned()))
+    );
+    drop(engine);
+
+    // Garbage, or a checkpoint of another log: full replay.
+    put(b"not a checkpoint");
+    assert_eq!(Engine::open(root, &data).unwrap().workspace(), live);
+    let other = tempfile::tempdir().unwrap();
+    let other_data = other.path().join(".nbledger");
+    std::fs::create_dir_all(&other_data).unwrap();
+    {
+        let e = Engine::open(other.path(), &other_data).unwrap();
+        edit::create_notebook(
+            &e,
+            edit::CreateArgs {
+                path: "n.ipynb".into(),
+                cells: None,
+                kernel_name: None,
+                client_name: None,
+                request_id: None,
+            },
+            &Actor {
+                client_name: "b".into(),
+                request_id: None,
+            },
+        )
+        .unwrap();
+    }
+    let foreign = nbledger::store::Store::open(&other_data)
+        .unwrap()
+        .checkpoint()
+        .unwrap()
+        .unwrap();
+    put(&foreign);
+    assert_eq!(Engine::open(root, &data).unwrap().workspace(), live);
+}

@@ -21,7 +21,7 @@ pub type Hash = [u8; 32];
 /// `Other` is a type from a newer nbformat minor that this build does not
 /// know (e.g. `test4plus.ipynb`). Such a cell is kept exactly as read (its
 /// keys live in `Cell::extra`) and can be moved or deleted, never edited.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CellType {
     Code,
     Markdown,
@@ -60,7 +60,7 @@ impl CellType {
 /// JSON-valued fields hold compact JSON text. `outputs` and
 /// `execution_count` are `None` for markdown and raw cells; `extra` holds
 /// unknown per-cell keys (a JSON object, `{}` when none).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cell {
     pub id: String,
     pub cell_type: CellType,
@@ -110,7 +110,7 @@ impl Cell {
 }
 
 /// Notebook-level content other than cells.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Header {
     pub nbformat: u64,
     pub nbformat_minor: u64,
@@ -127,7 +127,7 @@ pub struct Header {
 /// wrote, or of the bytes it observed when `written` is false (an import
 /// that left the file alone). Start-up uses this record to finish a write
 /// that was in flight when the process died (§8.8).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileWrite {
     pub path: String,
     pub before: Option<Hash>,

@@ -5,20 +5,25 @@
 //! property test checks it). Cells are shared `Arc`s: cloning a notebook to
 //! try a change costs one pointer per cell, not its content.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Cell, Change, Event, FileWrite, Header};
 
+/// How long a request_id is remembered (§8.1).
+pub const REQUEST_TTL_MS: i64 = 24 * 3600 * 1000;
+
 /// A live cell and the newest event that changed its content (§8.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveCell {
     pub cell: Arc<Cell>,
     pub last_version: u64,
 }
 
 /// What is known of a cell that is no longer in its notebook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedCell {
     pub cell: Arc<Cell>,
     pub version: u64,
@@ -26,7 +31,7 @@ pub struct DeletedCell {
     pub after_cell_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotebookState {
     pub path: String,
     pub header: Header,
@@ -127,16 +132,29 @@ impl NotebookState {
 }
 
 /// Every notebook the log knows, as of `head`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     pub notebooks: BTreeMap<String, NotebookState>,
     pub head: u64,
     pub head_timestamp_ms: i64,
+    /// (client_name, request_id) → version, for requests of the last 24 h
+    /// of log time, so a retried write returns its first answer.
+    pub requests: HashMap<(String, String), u64>,
+    /// The same keys in log order, to forget them deterministically.
+    request_order: VecDeque<(i64, (String, String))>,
 }
 
 impl Workspace {
     /// Folds one event. Events must come in version order.
     pub fn apply(&mut self, event: &Event) {
+        self.apply_to_notebooks(event);
+        self.apply_global(event);
+    }
+
+    /// The part of [`Workspace::apply`] that changes notebooks. A writer
+    /// folds an event into a trial copy of the notebooks it touches with
+    /// this, then installs them and calls [`Workspace::apply_global`].
+    pub fn apply_to_notebooks(&mut self, event: &Event) {
         for change in &event.changes {
             let path = change.path();
             if let Change::NotebookCreated { header, .. } = change {
@@ -157,6 +175,23 @@ impl Workspace {
         for file in &event.files {
             if let Some(nb) = self.notebooks.get_mut(&file.path) {
                 nb.file = Some(file.clone());
+            }
+        }
+    }
+
+    /// The part of [`Workspace::apply`] that is not about one notebook.
+    pub fn apply_global(&mut self, event: &Event) {
+        if let Some(rid) = &event.request_id {
+            let key = (event.client_name.clone(), rid.clone());
+            self.requests.insert(key.clone(), event.version);
+            self.request_order.push_back((event.timestamp_ms, key));
+        }
+        while let Some((ts, _)) = self.request_order.front() {
+            if *ts >= event.timestamp_ms - REQUEST_TTL_MS {
+                break;
+            }
+            if let Some((_, key)) = self.request_order.pop_front() {
+                self.requests.remove(&key);
             }
         }
         self.head = event.version;

@@ -6,7 +6,7 @@
 //! Trees:
 //! - `events`: `be_u64(version)` → record bytes (see [`crate::events::codec`])
 //! - `meta`: `head` → `be_u64`, `head_hash` → 32 bytes, `root` → the
-//!   workspace the log belongs to
+//!   workspace the log belongs to, `checkpoint` → a projection snapshot
 //! - `by_nb`: `path \0 be_u64(version)` → `` (events of a notebook)
 //! - `by_cell`: `path \0 cell_id \0 be_u64(version)` → `` (events of a cell)
 //! - `blobs`: blake3 → bytes
@@ -28,6 +28,7 @@ use crate::events::{Event, Hash};
 const HEAD: &[u8] = b"head";
 const HEAD_HASH: &[u8] = b"head_hash";
 const ROOT: &[u8] = b"root";
+const CHECKPOINT: &[u8] = b"checkpoint";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,19 +81,27 @@ impl Store {
             // The log holds everyone's notebook content; keep it private.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("log"))
             .cache_capacity(128 << 20)
             // We flush on every commit ourselves; a timer flush would only
             // add background I/O.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::InUse(dir.display().to_string())
+            .flush_every_ms(None);
+        // sled releases its file lock a little after the last handle drops,
+        // so a previous owner that is just stopping gets a moment to go.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::InUse(dir.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                _ => StoreError::Sled(e),
-            })?;
+                Err(e) => return Err(StoreError::Sled(e)),
+            }
+        };
         let store = Store {
             events: db.open_tree("events")?,
             meta: db.open_tree("meta")?,
@@ -312,6 +321,17 @@ impl Store {
             out.push(be_u64(&k[k.len() - 8..]));
         }
         Ok(out)
+    }
+
+    /// Stores an opaque projection checkpoint (a cache: never the truth).
+    pub fn put_checkpoint(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(CHECKPOINT, bytes)?;
+        Ok(())
+    }
+
+    /// The last stored checkpoint, if any.
+    pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(CHECKPOINT)?.map(|v| v.to_vec()))
     }
 
     /// Flushes and releases nothing but sled's buffers; used at shutdown.
