@@ -58,6 +58,9 @@ struct Checkpoint {
 pub struct Actor {
     pub client_name: String,
     pub request_id: Option<String>,
+    /// Whether the caller passed client_name itself (rather than getting
+    /// its client's declared name or `anonymous`).
+    pub named: bool,
 }
 
 /// Builds a tool's result from the committed version and the new state.
@@ -69,6 +72,8 @@ pub struct Plan {
     pub changes: Vec<crate::events::Change>,
     pub cell_ids: Vec<String>,
     pub summary: String,
+    /// `(cell_id, owner)` of every lock this write was forced past.
+    pub overrode_locks: Vec<(String, String)>,
     pub result: ResultFn,
 }
 
@@ -190,6 +195,11 @@ impl Engine {
         &self.store
     }
 
+    /// Runs `f` on the projection as it is (no file sync).
+    pub fn with_workspace<T>(&self, f: impl FnOnce(&Workspace) -> T) -> T {
+        f(&self.inner.lock().ws)
+    }
+
     /// A copy of the whole projection (tests and audit).
     pub fn workspace(&self) -> Workspace {
         self.inner.lock().ws.clone()
@@ -275,14 +285,17 @@ impl Engine {
         f(nb)
     }
 
-    /// Runs a write: `plan` sees the current state and returns the changes;
-    /// an empty plan commits nothing and answers `changed: false`.
+    /// Runs a write of tool `operation`: `plan` sees the current state, the
+    /// path and the time the event will carry (lock checks use it, §8.5),
+    /// and returns the changes; an empty plan commits nothing and answers
+    /// `changed: false`. A `locked` refusal is put on record (§8.5).
     pub fn write(
         &self,
         path: &str,
         actor: &Actor,
         presence: Presence,
-        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath) -> Result<Plan, ToolError>,
+        operation: &'static str,
+        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath, i64) -> Result<Plan, ToolError>,
     ) -> Result<Map<String, Value>, ToolError> {
         let np = self.root.resolve(path)?;
         let mut inner = self.inner.lock();
@@ -307,7 +320,14 @@ impl Engine {
             }
         }
         let nb = inner.ws.notebook(&np.rel);
-        let plan = plan(nb, &np)?;
+        let now = now_ms().max(inner.ws.head_timestamp_ms);
+        let plan = match plan(nb, &np, now) {
+            Ok(p) => p,
+            Err(e) if e.code == "locked" => {
+                return Err(self.reject(&mut inner, &np, actor, operation, now, e));
+            }
+            Err(e) => return Err(e),
+        };
         if plan.changes.is_empty() {
             let nb = inner.ws.notebook(&np.rel);
             let current = nb.map_or(0, |n| n.current_version);
@@ -328,7 +348,7 @@ impl Engine {
             operation: plan.operation.to_owned(),
             paths: vec![np.rel.clone()],
             cell_ids: plan.cell_ids,
-            overrode_locks: Vec::new(),
+            overrode_locks: plan.overrode_locks,
             request_id: actor.request_id.clone(),
             result: String::new(),
             summary: plan.summary,
@@ -337,13 +357,104 @@ impl Engine {
         };
         let make = plan.result;
         let client = actor.client_name.clone();
-        self.commit(&mut inner, &np, event, true, move |version, nb| {
+        let overrode = event.overrode_locks.clone();
+        self.commit(&mut inner, &np, event, now, true, move |version, nb| {
             let mut r = make(version, nb);
             r.insert("version".into(), json!(version));
             r.insert("changed".into(), json!(true));
             r.insert("client_name".into(), json!(client));
+            // A forced write says whose lock it went past (§4 Locks).
+            match overrode.as_slice() {
+                [] => {}
+                [(_, owner)] => {
+                    r.insert("overrode_lock".into(), json!(owner));
+                }
+                many => {
+                    let list: Vec<Value> = many
+                        .iter()
+                        .map(|(c, o)| json!({"cell_id": c, "owner": o}))
+                        .collect();
+                    r.insert("overrode_locks".into(), Value::Array(list));
+                }
+            }
             r
         })
+    }
+
+    /// Records a write refused with `locked` as a `rejected` event (unless
+    /// this client's refusal on the same lock acquisition is already on
+    /// record) and returns the error carrying `rejected_version`.
+    fn reject(
+        &self,
+        inner: &mut Inner,
+        np: &NotebookPath,
+        actor: &Actor,
+        operation: &'static str,
+        now: i64,
+        err: ToolError,
+    ) -> ToolError {
+        let Some(nb) = inner.ws.notebook(&np.rel) else {
+            return err;
+        };
+        let held: Vec<(String, crate::projections::Lock)> = err
+            .details
+            .get("locks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["cell_id"].as_str())
+            .filter_map(|id| nb.lock_at(id, now).map(|l| (id.to_owned(), l.clone())))
+            .collect();
+        let mut earlier = 0;
+        let mut changes = Vec::new();
+        for (cell_id, lock) in &held {
+            let key = (actor.client_name.clone(), cell_id.clone(), lock.acquired_at);
+            match nb.rejected.get(&key) {
+                Some(&v) => earlier = earlier.max(v),
+                None => changes.push(crate::events::Change::Rejected {
+                    path: np.rel.clone(),
+                    cell_id: cell_id.clone(),
+                    holder: lock.owner.clone(),
+                    acquired_at: lock.acquired_at,
+                    expires_at: lock.expires_at,
+                }),
+            }
+        }
+        if changes.is_empty() {
+            return if earlier > 0 {
+                err.with("rejected_version", earlier)
+            } else {
+                err
+            };
+        }
+        let holders: Vec<String> = held
+            .iter()
+            .map(|(c, l)| format!("{c} by {}", l.owner))
+            .collect();
+        let event = Event {
+            version: 0,
+            timestamp_ms: 0,
+            client_name: actor.client_name.clone(),
+            operation: operation.to_owned(),
+            paths: vec![np.rel.clone()],
+            cell_ids: held.iter().map(|(c, _)| c.clone()).collect(),
+            overrode_locks: Vec::new(),
+            request_id: None,
+            result: String::new(),
+            summary: format!("REJECTED {operation}: locked ({})", holders.join(", "))
+                .chars()
+                .take(200)
+                .collect(),
+            changes,
+            files: Vec::new(),
+        };
+        match self.commit(inner, np, event, now, false, |_, _| Map::new()) {
+            Ok(_) => err.with("rejected_version", inner.ws.head),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record a rejected write");
+                err
+            }
+        }
     }
 
     /// The stored result of an earlier call with the same request_id.
@@ -375,11 +486,13 @@ impl Engine {
         inner: &mut Inner,
         np: &NotebookPath,
         mut event: Event,
+        timestamp_ms: i64,
         write_file: bool,
         result: impl FnOnce(u64, &NotebookState) -> Map<String, Value>,
     ) -> Result<Map<String, Value>, ToolError> {
         let version = inner.ws.head + 1;
-        let timestamp_ms = now_ms().max(inner.ws.head_timestamp_ms);
+        // Times never decrease along versions (§8.5).
+        let timestamp_ms = timestamp_ms.max(inner.ws.head_timestamp_ms);
         event.version = version;
         event.timestamp_ms = timestamp_ms;
 
@@ -515,7 +628,7 @@ impl Engine {
                     Some(known_hash),
                     hash,
                 );
-                self.commit(inner, np, event, false, |_, _| Map::new())?;
+                self.commit(inner, np, event, now_ms(), false, |_, _| Map::new())?;
                 inner.disk.insert(np.rel.clone(), (stamp, hash));
             }
             None => {
@@ -541,9 +654,9 @@ impl Engine {
                     // Its current bytes are the write's `before`.
                     event.files.clear();
                     inner.disk.insert(np.rel.clone(), (stamp, hash));
-                    self.commit(inner, np, event, true, |_, _| Map::new())?;
+                    self.commit(inner, np, event, now_ms(), true, |_, _| Map::new())?;
                 } else {
-                    self.commit(inner, np, event, false, |_, _| Map::new())?;
+                    self.commit(inner, np, event, now_ms(), false, |_, _| Map::new())?;
                     inner.disk.insert(np.rel.clone(), (stamp, hash));
                 }
             }

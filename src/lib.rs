@@ -10,4 +10,5 @@ pub mod notebook;
 pub mod paths;
 pub mod projections;
 pub mod store;
+pub mod time;
 pub mod tools;

@@ -7,6 +7,7 @@ use nbledger::engine::{Actor, Engine};
 use nbledger::ipynb;
 use nbledger::projections::Workspace;
 use nbledger::tools::edit::{self, CellSpec};
+use nbledger::tools::locks;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -45,6 +46,14 @@ enum Op {
         source: String,
         drop: bool,
     },
+    Lock {
+        cells: Vec<usize>,
+        ttl: u64,
+    },
+    Unlock {
+        cell: Option<usize>,
+        force: bool,
+    },
     Restart,
 }
 
@@ -59,6 +68,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::collection::vec(any::<usize>(), 1..3).prop_map(|cells| Op::DeleteMany { cells }),
         1 => (any::<usize>(), 0u8..3).prop_map(|(cell, to)| Op::Retype { cell, to }),
         1 => (any::<usize>(), src, any::<bool>()).prop_map(|(cell, source, drop)| Op::Outside { cell, source, drop }),
+        2 => (proptest::collection::vec(any::<usize>(), 1..3), 1u64..3).prop_map(|(cells, ttl)| Op::Lock { cells, ttl: ttl * 600 }),
+        1 => (proptest::option::of(any::<usize>()), any::<bool>()).prop_map(|(cell, force)| Op::Unlock { cell, force }),
         1 => Just(Op::Restart),
     ]
 }
@@ -79,6 +90,7 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
     let actor = Actor {
         client_name: format!("agent-{}", step % 3),
         request_id: None,
+        named: true,
     };
     let cur = ids(engine);
     let head = engine.store().head();
@@ -133,7 +145,7 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
                     index: None,
                     source,
                     expected_version: cas.then(|| head.saturating_sub(2)),
-                    force: None,
+                    force: Some(step.is_multiple_of(4)),
                     client_name: None,
                     request_id: None,
                 },
@@ -211,6 +223,37 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
             std::fs::write(&file, serde_json::to_vec_pretty(&nb).unwrap()).unwrap();
             return;
         }
+        Op::Lock { cells, ttl } => {
+            if cur.is_empty() {
+                return;
+            }
+            locks::lock_cells(
+                engine,
+                locks::LockArgs {
+                    path: "n.ipynb".into(),
+                    cell_ids: Some(cells.iter().filter_map(|&k| pick(&cur, k)).collect()),
+                    cell_id: None,
+                    client_name: None,
+                    owner: None,
+                    ttl_seconds: Some(ttl),
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
+        Op::Unlock { cell, force } => locks::unlock_cells(
+            engine,
+            locks::UnlockArgs {
+                path: "n.ipynb".into(),
+                cell_ids: cell.and_then(|k| pick(&cur, k)).map(|c| vec![c]),
+                cell_id: None,
+                client_name: None,
+                owner: None,
+                force: Some(force),
+                request_id: None,
+            },
+            &actor,
+        ),
         Op::Restart => return,
     };
 }
@@ -273,7 +316,7 @@ proptest! {
             path: "n.ipynb".into(),
             cells: Some(vec![CellSpec { source: "seed".into(), cell_type: None, metadata: None }]),
             kernel_name: None, client_name: None, request_id: None,
-        }, &Actor { client_name: "setup".into(), request_id: None }).unwrap();
+        }, &Actor { client_name: "setup".into(), request_id: None, named: true }).unwrap();
 
         for (step, op) in ops.iter().enumerate() {
             if matches!(op, Op::Restart) {
@@ -322,6 +365,7 @@ fn insert(engine: &Engine, source: &str) {
         &Actor {
             client_name: "a".into(),
             request_id: Some(format!("r-{source}")),
+            named: true,
         },
     )
     .unwrap();
@@ -346,6 +390,7 @@ fn checkpoint_plus_tail_replay_equals_live_and_bad_checkpoints_are_ignored() {
         &Actor {
             client_name: "a".into(),
             request_id: None,
+            named: true,
         },
     )
     .unwrap();
@@ -399,6 +444,7 @@ fn checkpoint_plus_tail_replay_equals_live_and_bad_checkpoints_are_ignored() {
             &Actor {
                 client_name: "b".into(),
                 request_id: None,
+                named: true,
             },
         )
         .unwrap();

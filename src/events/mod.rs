@@ -183,6 +183,33 @@ pub enum Change {
         from: u32,
         to: u32,
     },
+    /// `owner` holds the cell until `expires_at` (ms). A renewal repeats
+    /// the original `acquired_at` with a later `expires_at`.
+    LockAcquired {
+        path: String,
+        cell_id: String,
+        owner: String,
+        acquired_at: i64,
+        expires_at: i64,
+    },
+    /// The lock is gone: released by its owner, forced by someone else, or
+    /// taken with the cell's deletion.
+    LockReleased {
+        path: String,
+        cell_id: String,
+        owner: String,
+        forced: bool,
+    },
+    /// A write refused because of another owner's lock (§3, §8.5): it
+    /// changes nothing, but the attempt is on record. The event's
+    /// `operation` is the refused tool.
+    Rejected {
+        path: String,
+        cell_id: String,
+        holder: String,
+        acquired_at: i64,
+        expires_at: i64,
+    },
 }
 
 impl Change {
@@ -194,7 +221,10 @@ impl Change {
             | Change::SourceSet { path, .. }
             | Change::CellReplaced { path, .. }
             | Change::CellDeleted { path, .. }
-            | Change::CellMoved { path, .. } => path,
+            | Change::CellMoved { path, .. }
+            | Change::LockAcquired { path, .. }
+            | Change::LockReleased { path, .. }
+            | Change::Rejected { path, .. } => path,
         }
     }
 
@@ -204,8 +234,21 @@ impl Change {
             Change::NotebookCreated { .. } | Change::HeaderSet { .. } => None,
             Change::CellInserted { cell, .. } | Change::CellDeleted { cell, .. } => Some(&cell.id),
             Change::CellReplaced { after, .. } => Some(&after.id),
-            Change::SourceSet { cell_id, .. } | Change::CellMoved { cell_id, .. } => Some(cell_id),
+            Change::SourceSet { cell_id, .. }
+            | Change::CellMoved { cell_id, .. }
+            | Change::LockAcquired { cell_id, .. }
+            | Change::LockReleased { cell_id, .. }
+            | Change::Rejected { cell_id, .. } => Some(cell_id),
         }
+    }
+}
+
+impl Event {
+    /// A refused attempt kept for the audit trail: it changes no notebook.
+    pub fn is_rejected(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| matches!(c, Change::Rejected { .. }))
     }
 }
 

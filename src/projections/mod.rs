@@ -22,6 +22,23 @@ pub struct LiveCell {
     pub last_version: u64,
 }
 
+/// A cell lock (§8.5). It holds for an event at time `t` iff
+/// `acquired_at <= t < expires_at`; expiry is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub owner: String,
+    pub acquired_at: i64,
+    pub expires_at: i64,
+    /// The event that took or last renewed it.
+    pub version: u64,
+}
+
+impl Lock {
+    pub fn holds_at(&self, t: i64) -> bool {
+        self.acquired_at <= t && t < self.expires_at
+    }
+}
+
 /// What is known of a cell that is no longer in its notebook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedCell {
@@ -44,6 +61,11 @@ pub struct NotebookState {
     pub content_version: u64,
     /// The last file content the log put on (or observed on) disk.
     pub file: Option<FileWrite>,
+    /// Locks by cell id (possibly expired: compare with a time).
+    pub locks: BTreeMap<String, Lock>,
+    /// Refusals already on record: (client, cell, lock's acquired_at) →
+    /// version, so a retry loop against one lock leaves one record.
+    pub rejected: HashMap<(String, String, i64), u64>,
 }
 
 impl NotebookState {
@@ -56,7 +78,14 @@ impl NotebookState {
             current_version: 0,
             content_version: 0,
             file: None,
+            locks: BTreeMap::new(),
+            rejected: HashMap::new(),
         }
+    }
+
+    /// The lock on `cell_id` that holds at time `t`, if any.
+    pub fn lock_at(&self, cell_id: &str, t: i64) -> Option<&Lock> {
+        self.locks.get(cell_id).filter(|l| l.holds_at(t))
     }
 
     /// Index of the live cell with exactly this id.
@@ -127,6 +156,28 @@ impl NotebookState {
                     self.cells.insert(at, live);
                 }
             }
+            Change::LockAcquired {
+                cell_id,
+                owner,
+                acquired_at,
+                expires_at,
+                ..
+            } => {
+                self.locks.insert(
+                    cell_id.clone(),
+                    Lock {
+                        owner: owner.clone(),
+                        acquired_at: *acquired_at,
+                        expires_at: *expires_at,
+                        version,
+                    },
+                );
+            }
+            Change::LockReleased { cell_id, .. } => {
+                self.locks.remove(cell_id);
+            }
+            // Needs the event's client; folded in `apply_to_notebooks`.
+            Change::Rejected { .. } => {}
         }
     }
 }
@@ -164,12 +215,26 @@ impl Workspace {
             }
             if let Some(nb) = self.notebooks.get_mut(path) {
                 nb.apply_change(change, event.version);
-                nb.content_version = event.version;
+                match change {
+                    Change::Rejected {
+                        cell_id,
+                        acquired_at,
+                        ..
+                    } => {
+                        let key = (event.client_name.clone(), cell_id.clone(), *acquired_at);
+                        nb.rejected.entry(key).or_insert(event.version);
+                    }
+                    Change::LockAcquired { .. } | Change::LockReleased { .. } => {}
+                    _ => nb.content_version = event.version,
+                }
             }
         }
-        for path in &event.paths {
-            if let Some(nb) = self.notebooks.get_mut(path) {
-                nb.current_version = event.version;
+        // A refused attempt is on record but is not a change of the notebook.
+        if !event.is_rejected() {
+            for path in &event.paths {
+                if let Some(nb) = self.notebooks.get_mut(path) {
+                    nb.current_version = event.version;
+                }
             }
         }
         for file in &event.files {

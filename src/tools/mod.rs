@@ -6,6 +6,7 @@
 pub mod args;
 pub mod common;
 pub mod edit;
+pub mod locks;
 pub mod read;
 
 use std::sync::Arc;
@@ -41,7 +42,7 @@ impl NotebookServer {
     pub fn new(engine: Arc<Engine>) -> NotebookServer {
         NotebookServer {
             engine,
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::lock_router(),
         }
     }
 
@@ -81,6 +82,7 @@ fn actor(
     declared: Option<String>,
 ) -> Result<Actor, ToolError> {
     Ok(Actor {
+        named: client.is_some(),
         client_name: common::client_name(client, declared.as_deref())?,
         request_id: common::request_id(rid)?,
     })
@@ -283,6 +285,64 @@ impl NotebookServer {
             edit::change_cell_type(e, a, &who)
         })
         .await
+    }
+}
+
+#[tool_router(router = lock_router)]
+impl NotebookServer {
+    #[tool(
+        name = "lock_cells",
+        description = "Claim cells you are about to work on so other agents' writes to them are refused with `locked` (unless they pass force, which is recorded). All or nothing: if any cell is held by someone else, nothing is taken. Locking again renews the lease. Locks coordinate cooperating agents; they are not access control. Requires a client_name unique to you.",
+        input_schema = schema_for_input::<locks::LockArgs>().expect("schema"),
+        output_schema = output_schema::<locks::LocksOut>(),
+        annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn lock_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: locks::LockArgs, d| {
+            let name = locks::owner_name(a.client_name.clone(), a.owner.clone())?;
+            let who = actor(name, a.request_id.clone(), d)?;
+            locks::lock_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "unlock_cells",
+        description = "Release your locks (the given cells, or all you hold in the notebook). Cells you do not hold are listed in not_locked. Releasing another agent's lock needs force (recorded).",
+        input_schema = schema_for_input::<locks::UnlockArgs>().expect("schema"),
+        output_schema = output_schema::<locks::UnlockOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn unlock_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: locks::UnlockArgs, d| {
+            let name = locks::owner_name(a.client_name.clone(), a.owner.clone())?;
+            let who = actor(name, a.request_id.clone(), d)?;
+            locks::unlock_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "list_locks",
+        description = "The locks held now (expired ones are gone), in one notebook or all: cell, owner, when taken, when it expires.",
+        input_schema = schema_for_input::<locks::ListLocksArgs>().expect("schema"),
+        output_schema = output_schema::<locks::ListLocksOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_locks(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| locks::list_locks(e, a)).await
     }
 }
 
