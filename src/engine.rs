@@ -124,6 +124,8 @@ pub struct Engine {
     root: Root,
     store: Store,
     inner: Mutex<Inner>,
+    /// The newest committed (durable) version, for long-polling readers.
+    head_tx: tokio::sync::watch::Sender<u64>,
 }
 
 pub fn now_ms() -> i64 {
@@ -152,10 +154,12 @@ impl Engine {
         for rec in store.records(inner.ws.head + 1) {
             inner.ws.apply(&rec?.event);
         }
+        let head_tx = tokio::sync::watch::Sender::new(inner.ws.head);
         let engine = Engine {
             root,
             store,
             inner: Mutex::new(inner),
+            head_tx,
         };
         engine.reconcile_all();
         Ok(engine)
@@ -193,6 +197,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Wakes on every commit (after its flush): long-poll readers wait here.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head_tx.subscribe()
     }
 
     /// Runs `f` on the projection as it is (no file sync).
@@ -552,6 +561,8 @@ impl Engine {
             inner.ws.notebooks.insert(path, nb);
         }
         inner.ws.apply_global(&event);
+        // Only now, after the flush, may a long-poll see it (§8.9).
+        self.head_tx.send_replace(inner.ws.head);
         if inner.ws.head - inner.checkpointed >= CHECKPOINT_EVERY
             && let Err(e) = self.write_checkpoint(inner)
         {

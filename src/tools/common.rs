@@ -272,6 +272,57 @@ pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
     }
 }
 
+/// Resolves an id over live and deleted cells alike (history, recovery):
+/// exact first, else a unique prefix of at least 4 characters.
+pub fn id_any(nb: &NotebookState, id: &str) -> Result<String, ToolError> {
+    if nb.position(id).is_some() || nb.deleted.contains_key(id) {
+        return Ok(id.to_owned());
+    }
+    let not_found = || {
+        ToolError::not_found(
+            "cell",
+            format!(
+                "no cell, live or deleted, with id {} in this notebook",
+                quote(id)
+            ),
+        )
+    };
+    if id.chars().count() < 4 {
+        return Err(not_found());
+    }
+    let mut matches: Vec<(String, Option<usize>, String)> = nb
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.cell.id.starts_with(id))
+        .map(|(i, c)| (c.cell.id.clone(), Some(i), preview(&c.cell.source)))
+        .collect();
+    matches.extend(
+        nb.deleted
+            .iter()
+            .filter(|(k, _)| k.starts_with(id))
+            .map(|(k, d)| (k.clone(), None, preview(&d.cell.source))),
+    );
+    match matches.len() {
+        0 => Err(not_found()),
+        1 => Ok(matches.remove(0).0),
+        n => Err(ToolError::new(
+            "ambiguous_cell_id",
+            format!(
+                "cell id prefix {} matches {n} cells; give more characters",
+                quote(id)
+            ),
+        )
+        .with(
+            "candidates",
+            matches
+                .into_iter()
+                .map(|(c, i, p)| json!({"cell_id": c, "index": i, "preview": p}))
+                .collect::<Vec<_>>(),
+        )),
+    }
+}
+
 fn gone(id: &str) -> ToolError {
     ToolError::not_found(
         "cell",

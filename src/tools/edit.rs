@@ -798,3 +798,109 @@ pub fn change_cell_type(
         res,
     ))
 }
+
+// ---------------------------------------------------------------- recover
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RecoverArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The deleted cell (id or unique prefix).
+    pub cell_id: String,
+    /// Put it at this 0-based index. Default: after the cell that preceded it when it was deleted (if still there), else first.
+    pub index: Option<i64>,
+    /// Put it right after this cell.
+    pub after_cell_id: Option<String>,
+    /// Put it right before this cell.
+    pub before_cell_id: Option<String>,
+    /// Who is acting.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+/// Where a recovered cell goes by default (§8.3): after the nearest cell
+/// that preceded it at deletion and is still live, else first. A deleted
+/// predecessor leads to its own predecessor at its deletion.
+fn default_place(nb: &NotebookState, id: &str) -> usize {
+    let mut seen = HashSet::new();
+    let mut next = nb.deleted.get(id).and_then(|d| d.after_cell_id.clone());
+    while let Some(p) = next {
+        if let Some(i) = nb.position(&p) {
+            return i + 1;
+        }
+        if !seen.insert(p.clone()) {
+            break;
+        }
+        next = nb.deleted.get(&p).and_then(|d| d.after_cell_id.clone());
+    }
+    0
+}
+
+pub fn recover_cell(
+    engine: &Engine,
+    a: RecoverArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "recover_cell",
+        |nb, np, _now| {
+            let nb = existing(nb)?;
+            let id = common::id_any(nb, &a.cell_id)?;
+            if let Some(i) = nb.position(&id) {
+                return Err(ToolError::new(
+                    "not_deleted",
+                    format!("cell {id} is not deleted (it is at index {i}); nothing to recover"),
+                )
+                .with("cell_id", id)
+                .with("index", i));
+            }
+            let explicit =
+                a.index.is_some() || a.after_cell_id.is_some() || a.before_cell_id.is_some();
+            let at = if explicit {
+                placement(
+                    nb,
+                    a.index,
+                    a.after_cell_id.as_deref(),
+                    a.before_cell_id.as_deref(),
+                )?
+            } else {
+                default_place(nb, &id)
+            };
+            let cell = nb
+                .deleted
+                .get(&id)
+                .map(|d| d.cell.clone())
+                .ok_or_else(|| ToolError::internal("deleted cell vanished"))?;
+            Ok(Plan {
+                operation: "recover_cell",
+                overrode_locks: Vec::new(),
+                summary: format!("recovered {id} at {at}"),
+                changes: vec![Change::CellInserted {
+                    path: np.rel.clone(),
+                    index: at as u32,
+                    cell,
+                }],
+                cell_ids: vec![id.clone()],
+                result: Box::new(move |version, _| {
+                    to_map(&InsertOut {
+                        cell_id: id,
+                        index: at,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
+    Ok((
+        format!(
+            "recovered cell {} at index {}",
+            res["cell_id"].as_str().unwrap_or(""),
+            res["index"]
+        ),
+        res,
+    ))
+}

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod common;
 pub mod edit;
+pub mod feed;
 pub mod locks;
 pub mod read;
 
@@ -42,7 +43,7 @@ impl NotebookServer {
     pub fn new(engine: Arc<Engine>) -> NotebookServer {
         NotebookServer {
             engine,
-            tool_router: Self::tool_router() + Self::lock_router(),
+            tool_router: Self::tool_router() + Self::lock_router() + Self::log_router(),
         }
     }
 
@@ -343,6 +344,106 @@ impl NotebookServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         self.run(raw, &ctx, |e, a, _| locks::list_locks(e, a)).await
+    }
+}
+
+#[tool_router(router = log_router)]
+impl NotebookServer {
+    #[tool(
+        name = "get_notebook_changes",
+        description = "What changed in a notebook after since_version, oldest first: version, time, who, which tool, which cells, a one-line summary. Poll with the current_version (or next_since_version) you got last time; nothing is skipped (has_more says there is more). With wait_ms, a call that finds nothing new waits for the next change instead of returning empty.",
+        input_schema = schema_for_input::<feed::ChangesArgs>().expect("schema"),
+        output_schema = output_schema::<feed::ChangesOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_notebook_changes(
+        &self,
+        raw: JsonObject,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let a: feed::ChangesArgs = match args::parse(raw) {
+            Ok(a) => a,
+            Err(e) => return Ok(common::err(&e)),
+        };
+        let wait = a.wait_ms.unwrap_or(0).min(feed::MAX_WAIT_MS);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+        // Subscribed before the first read, so no commit can slip between
+        // the read and the wait.
+        let mut heads = self.engine.subscribe();
+        let mut slot = None;
+        loop {
+            heads.borrow_and_update();
+            let engine = self.engine.clone();
+            let q = a.clone();
+            let out = match tokio::task::spawn_blocking(move || feed::changes(&engine, &q)).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => return Ok(common::err(&e)),
+                Err(_) => {
+                    return Ok(common::err(&ToolError::internal(
+                        "the change feed failed; retry",
+                    )));
+                }
+            };
+            let done = |mut out: feed::ChangesOut, waited: Option<bool>| {
+                out.waited = waited;
+                Ok(common::ok(
+                    &feed::changes_summary(&out),
+                    common::to_map(&out),
+                ))
+            };
+            if wait == 0 {
+                return done(out, None);
+            }
+            if !out.changes.is_empty() {
+                return done(out, Some(slot.is_some()));
+            }
+            if slot.is_none() {
+                slot = feed::WaitSlot::take();
+                if slot.is_none() {
+                    return done(out, Some(false));
+                }
+            }
+            // Wakes on every commit; only one this call would list ends it.
+            match tokio::time::timeout_at(deadline, heads.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return done(out, Some(true)),
+            }
+        }
+    }
+
+    #[tool(
+        name = "get_cell_history",
+        description = "Every event that touched one cell, oldest first (the most recent `limit`): creation, each source change with before/after, type changes, deletion and recovery, locks, refused attempts and forced overrides. Works for deleted cells too.",
+        input_schema = schema_for_input::<feed::HistoryArgs>().expect("schema"),
+        output_schema = output_schema::<feed::HistoryOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_cell_history(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| feed::get_cell_history(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "recover_cell",
+        description = "Bring a deleted cell back whole (type, source, metadata, outputs, attachments) under its old id: by default after the cell that preceded it when deleted, or where you say. A cell that is not deleted gives not_deleted.",
+        input_schema = schema_for_input::<edit::RecoverArgs>().expect("schema"),
+        output_schema = output_schema::<edit::InsertOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn recover_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::RecoverArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::recover_cell(e, a, &who)
+        })
+        .await
     }
 }
 
