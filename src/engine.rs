@@ -630,7 +630,14 @@ impl Engine {
                 }
                 let cell_ids = changed_cells(&changes);
                 let summary = format!("outside change to {} ({} changes)", np.rel, changes.len());
-                let event = outside_event(
+                // Locks do not stop an outside change, but it is recorded as
+                // overriding the ones it touched (§8.8).
+                let now = now_ms().max(inner.ws.head_timestamp_ms);
+                let overrode: Vec<(String, String)> = cell_ids
+                    .iter()
+                    .filter_map(|c| old.lock_at(c, now).map(|l| (c.clone(), l.owner.clone())))
+                    .collect();
+                let mut event = outside_event(
                     OP_EXTERNAL,
                     np,
                     cell_ids,
@@ -639,7 +646,8 @@ impl Engine {
                     Some(known_hash),
                     hash,
                 );
-                self.commit(inner, np, event, now_ms(), false, |_, _| Map::new())?;
+                event.overrode_locks = overrode;
+                self.commit(inner, np, event, now, false, |_, _| Map::new())?;
                 inner.disk.insert(np.rel.clone(), (stamp, hash));
             }
             None => {

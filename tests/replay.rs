@@ -7,7 +7,7 @@ use nbledger::engine::{Actor, Engine};
 use nbledger::ipynb;
 use nbledger::projections::Workspace;
 use nbledger::tools::edit::{self, CellSpec};
-use nbledger::tools::locks;
+use nbledger::tools::{locks, snapshots};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -54,6 +54,16 @@ enum Op {
         cell: Option<usize>,
         force: bool,
     },
+    Snapshot {
+        name: u8,
+    },
+    Restore {
+        name: u8,
+        force: bool,
+    },
+    Recover {
+        which: usize,
+    },
     Restart,
 }
 
@@ -70,6 +80,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), src, any::<bool>()).prop_map(|(cell, source, drop)| Op::Outside { cell, source, drop }),
         2 => (proptest::collection::vec(any::<usize>(), 1..3), 1u64..3).prop_map(|(cells, ttl)| Op::Lock { cells, ttl: ttl * 600 }),
         1 => (proptest::option::of(any::<usize>()), any::<bool>()).prop_map(|(cell, force)| Op::Unlock { cell, force }),
+        1 => (0u8..3).prop_map(|name| Op::Snapshot { name }),
+        1 => (0u8..3, any::<bool>()).prop_map(|(name, force)| Op::Restore { name, force }),
+        1 => any::<usize>().prop_map(|which| Op::Recover { which }),
         1 => Just(Op::Restart),
     ]
 }
@@ -254,6 +267,53 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
             },
             &actor,
         ),
+        Op::Snapshot { name } => snapshots::snapshot_notebook(
+            engine,
+            snapshots::SnapshotArgs {
+                path: "n.ipynb".into(),
+                name: format!("s{name}"),
+                description: None,
+                overwrite: Some(true),
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::Restore { name, force } => snapshots::restore_snapshot(
+            engine,
+            snapshots::RestoreArgs {
+                path: "n.ipynb".into(),
+                name: format!("s{name}"),
+                force: Some(force),
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::Recover { which } => {
+            let mut deleted: Vec<String> = engine.workspace().notebooks["n.ipynb"]
+                .deleted
+                .keys()
+                .cloned()
+                .collect();
+            deleted.sort();
+            let Some(id) = pick(&deleted, which) else {
+                return;
+            };
+            edit::recover_cell(
+                engine,
+                edit::RecoverArgs {
+                    path: "n.ipynb".into(),
+                    cell_id: id,
+                    index: None,
+                    after_cell_id: None,
+                    before_cell_id: None,
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
         Op::Restart => return,
     };
 }
@@ -329,8 +389,12 @@ proptest! {
                 continue;
             }
             apply(&engine, root, op, step);
+            // An op that found nothing to do did not touch the notebook; a
+            // read takes in any pending outside edit before comparing.
+            if !matches!(op, Op::Outside { .. }) {
+                let _ = engine.read("n.ipynb", |_| Ok(()));
+            }
             let live = engine.workspace();
-            // A read syncs outside edits, so compare after the state settled.
             if !matches!(op, Op::Outside { .. }) {
                 prop_assert_eq!(&replayed(&engine), &live, "replay differs after {:?}", op);
                 prop_assert_eq!(file_cells(root), state_cells(&live), "file differs after {:?}", op);

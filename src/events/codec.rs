@@ -140,6 +140,14 @@ enum ChangeV1 {
         acquired_at: i64,
         expires_at: i64,
     },
+    SnapshotTaken {
+        path: String,
+        name: String,
+        hash: Hash,
+        description: Option<String>,
+        header: HeaderV1,
+        cells: Vec<CellV1>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -424,6 +432,21 @@ fn change_v1(c: &Change, text: &mut dyn FnMut(&str) -> Text) -> ChangeV1 {
             acquired_at: *acquired_at,
             expires_at: *expires_at,
         },
+        Change::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header,
+            cells,
+        } => ChangeV1::SnapshotTaken {
+            path: path.clone(),
+            name: name.clone(),
+            hash: *hash,
+            description: description.clone(),
+            header: header_v1(header, text),
+            cells: cells.iter().map(|c| cell_v1(c, text)).collect(),
+        },
     }
 }
 
@@ -550,6 +573,24 @@ fn change_from_v1(c: ChangeV1, text: &TextFn) -> Result<Change, DecodeError> {
             acquired_at,
             expires_at,
         },
+        ChangeV1::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header,
+            cells,
+        } => Change::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header: header_from_v1(header, text)?,
+            cells: cells
+                .into_iter()
+                .map(|c| cell_from_v1(c, text))
+                .collect::<Result<_, _>>()?,
+        },
     })
 }
 
@@ -614,7 +655,7 @@ mod tests {
                     path: "nb.ipynb".into(),
                     index: 0,
                     after_cell_id: None,
-                    cell,
+                    cell: cell.clone(),
                 },
                 Change::LockAcquired {
                     path: "nb.ipynb".into(),
@@ -635,6 +676,19 @@ mod tests {
                     holder: "agent-b".into(),
                     acquired_at: 1_795_000_000_000,
                     expires_at: 1_795_000_600_000,
+                },
+                Change::SnapshotTaken {
+                    path: "nb.ipynb".into(),
+                    name: "before".into(),
+                    hash: [9; 32],
+                    description: Some("d".into()),
+                    header: Header {
+                        nbformat: 4,
+                        nbformat_minor: 5,
+                        metadata: "{}".into(),
+                        extra: "{}".into(),
+                    },
+                    cells: vec![cell.clone()],
                 },
             ],
             files: vec![FileWrite {
@@ -736,7 +790,7 @@ mod tests {
             .collect()
     }
 
-    const GOLDEN_V1_LEN: usize = 1166;
+    const GOLDEN_V1_LEN: usize = 1400;
     const GOLDEN_V1_BLAKE3: &str =
-        "03600897d49d3f2f2307cc0363629d0cc9df68ca7c01e262cb933aca8e80d098";
+        "6b1cd89b46655d77ca41f8932de51729a96a3b0ce705cb8553f0407320c20b25";
 }

@@ -200,6 +200,17 @@ pub enum Change {
         owner: String,
         forced: bool,
     },
+    /// A named snapshot of the whole notebook (§8.6). The cells' large
+    /// texts are content-addressed in the store, so a snapshot of unchanged
+    /// content costs references only. Taking a name again replaces it.
+    SnapshotTaken {
+        path: String,
+        name: String,
+        hash: Hash,
+        description: Option<String>,
+        header: Header,
+        cells: Vec<Arc<Cell>>,
+    },
     /// A write refused because of another owner's lock (§3, §8.5): it
     /// changes nothing, but the attempt is on record. The event's
     /// `operation` is the refused tool.
@@ -224,6 +235,7 @@ impl Change {
             | Change::CellMoved { path, .. }
             | Change::LockAcquired { path, .. }
             | Change::LockReleased { path, .. }
+            | Change::SnapshotTaken { path, .. }
             | Change::Rejected { path, .. } => path,
         }
     }
@@ -231,7 +243,9 @@ impl Change {
     /// The cell this change is about, if any.
     pub fn cell_id(&self) -> Option<&str> {
         match self {
-            Change::NotebookCreated { .. } | Change::HeaderSet { .. } => None,
+            Change::NotebookCreated { .. }
+            | Change::HeaderSet { .. }
+            | Change::SnapshotTaken { .. } => None,
             Change::CellInserted { cell, .. } | Change::CellDeleted { cell, .. } => Some(&cell.id),
             Change::CellReplaced { after, .. } => Some(&after.id),
             Change::SourceSet { cell_id, .. }

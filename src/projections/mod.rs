@@ -39,6 +39,18 @@ impl Lock {
     }
 }
 
+/// A named snapshot: the notebook's content when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub hash: crate::events::Hash,
+    pub version: u64,
+    pub created_at: i64,
+    pub client_name: String,
+    pub description: Option<String>,
+    pub header: Header,
+    pub cells: Vec<Arc<Cell>>,
+}
+
 /// What is known of a cell that is no longer in its notebook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedCell {
@@ -66,6 +78,8 @@ pub struct NotebookState {
     /// Refusals already on record: (client, cell, lock's acquired_at) →
     /// version, so a retry loop against one lock leaves one record.
     pub rejected: HashMap<(String, String, i64), u64>,
+    /// Named snapshots.
+    pub snapshots: BTreeMap<String, Snapshot>,
 }
 
 impl NotebookState {
@@ -80,6 +94,7 @@ impl NotebookState {
             file: None,
             locks: BTreeMap::new(),
             rejected: HashMap::new(),
+            snapshots: BTreeMap::new(),
         }
     }
 
@@ -176,8 +191,8 @@ impl NotebookState {
             Change::LockReleased { cell_id, .. } => {
                 self.locks.remove(cell_id);
             }
-            // Needs the event's client; folded in `apply_to_notebooks`.
-            Change::Rejected { .. } => {}
+            // Need the event's client and time; folded in `apply_to_notebooks`.
+            Change::Rejected { .. } | Change::SnapshotTaken { .. } => {}
         }
     }
 }
@@ -223,6 +238,27 @@ impl Workspace {
                     } => {
                         let key = (event.client_name.clone(), cell_id.clone(), *acquired_at);
                         nb.rejected.entry(key).or_insert(event.version);
+                    }
+                    Change::SnapshotTaken {
+                        name,
+                        hash,
+                        description,
+                        header,
+                        cells,
+                        ..
+                    } => {
+                        nb.snapshots.insert(
+                            name.clone(),
+                            Snapshot {
+                                hash: *hash,
+                                version: event.version,
+                                created_at: event.timestamp_ms,
+                                client_name: event.client_name.clone(),
+                                description: description.clone(),
+                                header: header.clone(),
+                                cells: cells.clone(),
+                            },
+                        );
                     }
                     Change::LockAcquired { .. } | Change::LockReleased { .. } => {}
                     _ => nb.content_version = event.version,

@@ -293,7 +293,8 @@ pub fn history_entry(rec: &Record, path: &str, cell: &str) -> HistoryEntry {
             | Change::HeaderSet { .. }
             | Change::CellMoved { .. }
             | Change::LockAcquired { .. }
-            | Change::LockReleased { .. } => {}
+            | Change::LockReleased { .. }
+            | Change::SnapshotTaken { .. } => {}
         }
     }
     h

@@ -9,6 +9,7 @@ pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod read;
+pub mod snapshots;
 
 use std::sync::Arc;
 
@@ -43,7 +44,10 @@ impl NotebookServer {
     pub fn new(engine: Arc<Engine>) -> NotebookServer {
         NotebookServer {
             engine,
-            tool_router: Self::tool_router() + Self::lock_router() + Self::log_router(),
+            tool_router: Self::tool_router()
+                + Self::lock_router()
+                + Self::log_router()
+                + Self::snapshot_router(),
         }
     }
 
@@ -442,6 +446,79 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: edit::RecoverArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             edit::recover_cell(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_router(router = snapshot_router)]
+impl NotebookServer {
+    #[tool(
+        name = "snapshot_notebook",
+        description = "Save the whole notebook (cells, ids, types, sources, metadata, outputs) under a name, before risky or parallel work. Content-addressed: equal content gives an equal snapshot_hash. A taken name gives `exists` unless overwrite.",
+        input_schema = schema_for_input::<snapshots::SnapshotArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::SnapshotOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn snapshot_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: snapshots::SnapshotArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            snapshots::snapshot_notebook(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "list_snapshots",
+        description = "The notebook's named snapshots, oldest first, with hash, version, who took them and cell count (including the automatic pre-restore-<version> backups).",
+        input_schema = schema_for_input::<snapshots::ListSnapshotsArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::ListSnapshotsOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_snapshots(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| snapshots::list_snapshots(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "diff_snapshot",
+        description = "Compare the notebook now with a snapshot, cell by cell id: added, deleted, modified (which fields, with a unified source diff), moved (cells whose relative order changed; index shifts from inserts or deletes elsewhere are not moves), and how many are unchanged.",
+        input_schema = schema_for_input::<snapshots::DiffArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::DiffOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn diff_snapshot(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| snapshots::diff_snapshot(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "restore_snapshot",
+        description = "Roll the notebook back to a snapshot (cells, ids, types, sources, metadata, outputs, notebook metadata) as one new event; the current state is saved first as snapshot pre-restore-<version>, returned as backup_snapshot. Cells deleted by the restore can be recovered. Refused with `locked` if it would touch a cell another agent holds, unless force.",
+        input_schema = schema_for_input::<snapshots::RestoreArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::RestoreOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn restore_snapshot(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: snapshots::RestoreArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            snapshots::restore_snapshot(e, a, &who)
         })
         .await
     }
