@@ -337,8 +337,71 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        self.finish(&mut inner, std::slice::from_ref(&np), actor, plan, now)
+    }
+
+    /// A write over two notebooks (copy or move from `src` to `dest`, which
+    /// may be the same): both are synced, the planner sees both, and the
+    /// result is one event in both feeds.
+    pub fn write_pair(
+        &self,
+        src: &str,
+        dest: &str,
+        actor: &Actor,
+        operation: &'static str,
+        plan: impl FnOnce(
+            &NotebookState,
+            &NotebookState,
+            &NotebookPath,
+            &NotebookPath,
+            i64,
+        ) -> Result<Plan, ToolError>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let s = self.root.resolve(src)?;
+        let d = self.root.resolve(dest)?;
+        let mut inner = self.inner.lock();
+        if let Some(rid) = &actor.request_id
+            && let Some(prev) = self.replayed(&inner, &actor.client_name, rid)?
+        {
+            return Ok(prev);
+        }
+        self.sync(&mut inner, &s)?;
+        if d.rel != s.rel {
+            self.sync(&mut inner, &d)?;
+        }
+        let missing = || ToolError::internal("notebook state missing after sync");
+        let now = now_ms().max(inner.ws.head_timestamp_ms);
+        let planned = {
+            let sn = inner.ws.notebook(&s.rel).ok_or_else(missing)?;
+            let dn = inner.ws.notebook(&d.rel).ok_or_else(missing)?;
+            plan(sn, dn, &s, &d, now)
+        };
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) if e.code == "locked" => {
+                return Err(self.reject(&mut inner, &s, actor, operation, now, e));
+            }
+            Err(e) => return Err(e),
+        };
+        let nps = if d.rel == s.rel { vec![s] } else { vec![s, d] };
+        self.finish(&mut inner, &nps, actor, plan, now)
+    }
+
+    /// Commits a plan over `nps` (or answers `changed: false` for an empty
+    /// one) and shapes the result every write shares.
+    fn finish(
+        &self,
+        inner: &mut Inner,
+        nps: &[NotebookPath],
+        actor: &Actor,
+        plan: Plan,
+        now: i64,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let last = nps
+            .last()
+            .ok_or_else(|| ToolError::internal("a write without a notebook"))?;
         if plan.changes.is_empty() {
-            let nb = inner.ws.notebook(&np.rel);
+            let nb = inner.ws.notebook(&last.rel);
             let current = nb.map_or(0, |n| n.current_version);
             let mut result = match nb {
                 Some(nb) => (plan.result)(current, nb),
@@ -355,7 +418,7 @@ impl Engine {
             timestamp_ms: 0,
             client_name: actor.client_name.clone(),
             operation: plan.operation.to_owned(),
-            paths: vec![np.rel.clone()],
+            paths: nps.iter().map(|np| np.rel.clone()).collect(),
             cell_ids: plan.cell_ids,
             overrode_locks: plan.overrode_locks,
             request_id: actor.request_id.clone(),
@@ -367,7 +430,7 @@ impl Engine {
         let make = plan.result;
         let client = actor.client_name.clone();
         let overrode = event.overrode_locks.clone();
-        self.commit(&mut inner, &np, event, now, true, move |version, nb| {
+        self.commit_many(inner, nps, event, now, true, move |version, nb| {
             let mut r = make(version, nb);
             r.insert("version".into(), json!(version));
             r.insert("changed".into(), json!(true));
@@ -494,6 +557,28 @@ impl Engine {
         &self,
         inner: &mut Inner,
         np: &NotebookPath,
+        event: Event,
+        timestamp_ms: i64,
+        write_file: bool,
+        result: impl FnOnce(u64, &NotebookState) -> Map<String, Value>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        self.commit_many(
+            inner,
+            std::slice::from_ref(np),
+            event,
+            timestamp_ms,
+            write_file,
+            result,
+        )
+    }
+
+    /// [`Engine::commit`] for an event over several notebooks (a copy or
+    /// move between two): each file gets its temp sibling before the one
+    /// append, and is swapped in after it. `result` sees the last notebook.
+    fn commit_many(
+        &self,
+        inner: &mut Inner,
+        nps: &[NotebookPath],
         mut event: Event,
         timestamp_ms: i64,
         write_file: bool,
@@ -506,54 +591,61 @@ impl Engine {
         event.timestamp_ms = timestamp_ms;
 
         let mut trial = Workspace::default();
-        if let Some(nb) = inner.ws.notebook(&np.rel) {
-            trial.notebooks.insert(np.rel.clone(), nb.clone());
+        for np in nps {
+            if let Some(nb) = inner.ws.notebook(&np.rel) {
+                trial.notebooks.insert(np.rel.clone(), nb.clone());
+            }
         }
-        let before = inner.disk.get(&np.rel).map(|(_, h)| *h);
-        // Fold once without file info to render, then record the file.
+        // Fold once without file info to render, then record the files.
         trial.apply_to_notebooks(&event);
-        let nb = trial
-            .notebooks
-            .get(&np.rel)
-            .ok_or_else(|| ToolError::internal("event did not create its notebook"))?;
-        let mut tmp = None;
-        let mut cache = None;
+        let missing = || ToolError::internal("event did not create its notebook");
+        let mut temps: Vec<(PathBuf, Hash, RenderCache)> = Vec::new();
         if write_file {
-            let (file, c) = render(nb, inner.renders.get(&np.rel));
-            let (path, after) = write_temp(&np.abs, &file)?;
-            tmp = Some((path, after));
-            cache = Some(c);
-            event.files.push(FileWrite {
-                path: np.rel.clone(),
-                before,
-                after,
-                written: true,
-            });
+            for np in nps {
+                let nb = trial.notebooks.get(&np.rel).ok_or_else(missing)?;
+                let (file, cache) = render(nb, inner.renders.get(&np.rel));
+                let written = write_temp(&np.abs, &file);
+                let (tmp, after) = match written {
+                    Ok(w) => w,
+                    Err(e) => {
+                        for (t, _, _) in &temps {
+                            let _ = fs::remove_file(t);
+                        }
+                        return Err(e);
+                    }
+                };
+                event.files.push(FileWrite {
+                    path: np.rel.clone(),
+                    before: inner.disk.get(&np.rel).map(|(_, h)| *h),
+                    after,
+                    written: true,
+                });
+                temps.push((tmp, after, cache));
+            }
         }
-        let answer = result(version, nb);
+        let last = nps.last().ok_or_else(missing)?;
+        let answer = result(version, trial.notebooks.get(&last.rel).ok_or_else(missing)?);
         event.result = Value::Object(answer.clone()).to_string();
-        if let Some(f) = event.files.first()
-            && let Some(nb) = trial.notebooks.get_mut(&np.rel)
-        {
-            nb.file = Some(f.clone());
+        for f in &event.files {
+            if let Some(nb) = trial.notebooks.get_mut(&f.path) {
+                nb.file = Some(f.clone());
+            }
         }
 
         if let Err(e) = self.store.append(&event) {
-            if let Some((t, _)) = &tmp {
+            for (t, _, _) in &temps {
                 let _ = fs::remove_file(t);
             }
             return Err(store_error(e));
         }
-        if let Some((t, after)) = tmp {
-            // The event is durable; a failed rename is healed at start-up
+        for (np, (tmp, after, cache)) in nps.iter().zip(temps) {
+            // The event is durable; a failed swap is healed at start-up
             // from the event's file record.
-            if let Err(e) = replace(&t, &np.abs) {
+            if let Err(e) = replace(&tmp, &np.abs) {
                 tracing::error!(path = %np.rel, error = %e, "rename after commit failed");
             }
             self.mark_disk(inner, np, after);
-        }
-        if let Some(c) = cache {
-            inner.renders.insert(np.rel.clone(), c);
+            inner.renders.insert(np.rel.clone(), cache);
         }
         // Installing the trial notebooks plus the global fold is exactly
         // `Workspace::apply(&event)`, without refolding the notebooks.

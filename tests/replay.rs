@@ -7,7 +7,7 @@ use nbledger::engine::{Actor, Engine};
 use nbledger::ipynb;
 use nbledger::projections::Workspace;
 use nbledger::tools::edit::{self, CellSpec};
-use nbledger::tools::{locks, snapshots};
+use nbledger::tools::{locks, snapshots, transfer};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -64,6 +64,13 @@ enum Op {
     Recover {
         which: usize,
     },
+    /// Within n.ipynb, or out to m.ipynb and back.
+    Move {
+        cells: Vec<usize>,
+        at: usize,
+        across: bool,
+        force: bool,
+    },
     Restart,
 }
 
@@ -83,6 +90,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(|name| Op::Snapshot { name }),
         1 => (0u8..3, any::<bool>()).prop_map(|(name, force)| Op::Restore { name, force }),
         1 => any::<usize>().prop_map(|which| Op::Recover { which }),
+        2 => (proptest::collection::vec(any::<usize>(), 1..3), any::<usize>(), any::<bool>(), any::<bool>())
+            .prop_map(|(cells, at, across, force)| Op::Move { cells, at, across, force }),
         1 => Just(Op::Restart),
     ]
 }
@@ -314,6 +323,44 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
                 &actor,
             )
         }
+        Op::Move {
+            cells,
+            at,
+            across,
+            force,
+        } => {
+            // Across: half the time from n to m, else from m back to n.
+            let m_ids: Vec<String> = engine.workspace().notebooks["m.ipynb"]
+                .cells
+                .iter()
+                .map(|c| c.cell.id.clone())
+                .collect();
+            let (from, to, pool, dest_len) = match (across, at % 2 == 0) {
+                (false, _) => ("n.ipynb", "n.ipynb", &cur, cur.len()),
+                (true, true) => ("n.ipynb", "m.ipynb", &cur, m_ids.len()),
+                (true, false) => ("m.ipynb", "n.ipynb", &m_ids, cur.len()),
+            };
+            if pool.is_empty() {
+                return;
+            }
+            let mut chosen: Vec<String> = cells.iter().filter_map(|&k| pick(pool, k)).collect();
+            chosen.dedup();
+            transfer::move_cells(
+                engine,
+                transfer::TransferArgs {
+                    source_path: from.into(),
+                    dest_path: Some(to.into()),
+                    cell_ids: Some(chosen),
+                    cell_id: None,
+                    dest_cell_id: None,
+                    dest_index: Some((at % (dest_len + 1)) as i64),
+                    force: Some(force),
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
         Op::Restart => return,
     };
 }
@@ -375,6 +422,11 @@ proptest! {
         edit::create_notebook(&engine, edit::CreateArgs {
             path: "n.ipynb".into(),
             cells: Some(vec![CellSpec { source: "seed".into(), cell_type: None, metadata: None }]),
+            kernel_name: None, client_name: None, request_id: None,
+        }, &Actor { client_name: "setup".into(), request_id: None, named: true }).unwrap();
+        edit::create_notebook(&engine, edit::CreateArgs {
+            path: "m.ipynb".into(),
+            cells: Some(vec![CellSpec { source: "m".into(), cell_type: None, metadata: None }]),
             kernel_name: None, client_name: None, request_id: None,
         }, &Actor { client_name: "setup".into(), request_id: None, named: true }).unwrap();
 

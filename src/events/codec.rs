@@ -148,6 +148,27 @@ enum ChangeV1 {
         header: HeaderV1,
         cells: Vec<CellV1>,
     },
+    CellCopied {
+        path: String,
+        index: u32,
+        cell: CellV1,
+        from_path: String,
+        from_id: String,
+    },
+    CellMovedOut {
+        path: String,
+        cell_id: String,
+        index: u32,
+        to_path: String,
+        to_id: String,
+    },
+    CellMovedIn {
+        path: String,
+        index: u32,
+        cell: CellV1,
+        from_path: String,
+        from_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -447,6 +468,45 @@ fn change_v1(c: &Change, text: &mut dyn FnMut(&str) -> Text) -> ChangeV1 {
             header: header_v1(header, text),
             cells: cells.iter().map(|c| cell_v1(c, text)).collect(),
         },
+        Change::CellCopied {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => ChangeV1::CellCopied {
+            path: path.clone(),
+            index: *index,
+            cell: cell_v1(cell, text),
+            from_path: from_path.clone(),
+            from_id: from_id.clone(),
+        },
+        Change::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        } => ChangeV1::CellMovedOut {
+            path: path.clone(),
+            cell_id: cell_id.clone(),
+            index: *index,
+            to_path: to_path.clone(),
+            to_id: to_id.clone(),
+        },
+        Change::CellMovedIn {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => ChangeV1::CellMovedIn {
+            path: path.clone(),
+            index: *index,
+            cell: cell_v1(cell, text),
+            from_path: from_path.clone(),
+            from_id: from_id.clone(),
+        },
     }
 }
 
@@ -591,6 +651,45 @@ fn change_from_v1(c: ChangeV1, text: &TextFn) -> Result<Change, DecodeError> {
                 .map(|c| cell_from_v1(c, text))
                 .collect::<Result<_, _>>()?,
         },
+        ChangeV1::CellCopied {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => Change::CellCopied {
+            path,
+            index,
+            cell: cell_from_v1(cell, text)?,
+            from_path,
+            from_id,
+        },
+        ChangeV1::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        } => Change::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        },
+        ChangeV1::CellMovedIn {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => Change::CellMovedIn {
+            path,
+            index,
+            cell: cell_from_v1(cell, text)?,
+            from_path,
+            from_id,
+        },
     })
 }
 
@@ -689,6 +788,27 @@ mod tests {
                         extra: "{}".into(),
                     },
                     cells: vec![cell.clone()],
+                },
+                Change::CellCopied {
+                    path: "b.ipynb".into(),
+                    index: 0,
+                    cell: cell.clone(),
+                    from_path: "nb.ipynb".into(),
+                    from_id: "abcd1234".into(),
+                },
+                Change::CellMovedOut {
+                    path: "nb.ipynb".into(),
+                    cell_id: "abcd1234".into(),
+                    index: 0,
+                    to_path: "b.ipynb".into(),
+                    to_id: "abcd1234".into(),
+                },
+                Change::CellMovedIn {
+                    path: "b.ipynb".into(),
+                    index: 1,
+                    cell: cell.clone(),
+                    from_path: "nb.ipynb".into(),
+                    from_id: "abcd1234".into(),
                 },
             ],
             files: vec![FileWrite {
@@ -790,7 +910,7 @@ mod tests {
             .collect()
     }
 
-    const GOLDEN_V1_LEN: usize = 1400;
+    const GOLDEN_V1_LEN: usize = 1793;
     const GOLDEN_V1_BLAKE3: &str =
-        "6b1cd89b46655d77ca41f8932de51729a96a3b0ce705cb8553f0407320c20b25";
+        "462f7988e3afb1bad17fd02cb87c80c51da72d1adcb5a41ed6dd90397b0e41a3";
 }

@@ -211,6 +211,32 @@ pub enum Change {
         header: Header,
         cells: Vec<Arc<Cell>>,
     },
+    /// A copy of another cell lands at `index` under a new id.
+    CellCopied {
+        path: String,
+        index: u32,
+        cell: Arc<Cell>,
+        from_path: String,
+        from_id: String,
+    },
+    /// A cell leaves this notebook for another (it is not deleted: its id
+    /// now lives at `to_path` as `to_id`).
+    CellMovedOut {
+        path: String,
+        cell_id: String,
+        index: u32,
+        to_path: String,
+        to_id: String,
+    },
+    /// A cell arrives from another notebook, whole; `cell.id` differs from
+    /// `from_id` only if the id was taken here.
+    CellMovedIn {
+        path: String,
+        index: u32,
+        cell: Arc<Cell>,
+        from_path: String,
+        from_id: String,
+    },
     /// A write refused because of another owner's lock (§3, §8.5): it
     /// changes nothing, but the attempt is on record. The event's
     /// `operation` is the refused tool.
@@ -236,6 +262,9 @@ impl Change {
             | Change::LockAcquired { path, .. }
             | Change::LockReleased { path, .. }
             | Change::SnapshotTaken { path, .. }
+            | Change::CellCopied { path, .. }
+            | Change::CellMovedOut { path, .. }
+            | Change::CellMovedIn { path, .. }
             | Change::Rejected { path, .. } => path,
         }
     }
@@ -246,12 +275,16 @@ impl Change {
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. } => None,
-            Change::CellInserted { cell, .. } | Change::CellDeleted { cell, .. } => Some(&cell.id),
+            Change::CellInserted { cell, .. }
+            | Change::CellDeleted { cell, .. }
+            | Change::CellCopied { cell, .. }
+            | Change::CellMovedIn { cell, .. } => Some(&cell.id),
             Change::CellReplaced { after, .. } => Some(&after.id),
             Change::SourceSet { cell_id, .. }
             | Change::CellMoved { cell_id, .. }
             | Change::LockAcquired { cell_id, .. }
             | Change::LockReleased { cell_id, .. }
+            | Change::CellMovedOut { cell_id, .. }
             | Change::Rejected { cell_id, .. } => Some(cell_id),
         }
     }

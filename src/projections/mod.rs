@@ -80,6 +80,8 @@ pub struct NotebookState {
     pub rejected: HashMap<(String, String, i64), u64>,
     /// Named snapshots.
     pub snapshots: BTreeMap<String, Snapshot>,
+    /// Cells moved to another notebook: id → (path, id there).
+    pub moved_out: BTreeMap<String, (String, String)>,
 }
 
 impl NotebookState {
@@ -95,6 +97,7 @@ impl NotebookState {
             locks: BTreeMap::new(),
             rejected: HashMap::new(),
             snapshots: BTreeMap::new(),
+            moved_out: BTreeMap::new(),
         }
     }
 
@@ -110,16 +113,21 @@ impl NotebookState {
 
     /// Whether `id` is taken by a live or deleted cell (new ids must not be).
     pub fn id_taken(&self, id: &str) -> bool {
-        self.position(id).is_some() || self.deleted.contains_key(id)
+        self.position(id).is_some()
+            || self.deleted.contains_key(id)
+            || self.moved_out.contains_key(id)
     }
 
     fn apply_change(&mut self, change: &Change, version: u64) {
         match change {
             Change::NotebookCreated { header, .. } => self.header = header.clone(),
             Change::HeaderSet { after, .. } => self.header = after.clone(),
-            Change::CellInserted { index, cell, .. } => {
+            Change::CellInserted { index, cell, .. }
+            | Change::CellCopied { index, cell, .. }
+            | Change::CellMovedIn { index, cell, .. } => {
                 let at = (*index as usize).min(self.cells.len());
                 self.deleted.remove(&cell.id);
+                self.moved_out.remove(&cell.id);
                 self.cells.insert(
                     at,
                     LiveCell {
@@ -190,6 +198,18 @@ impl NotebookState {
             }
             Change::LockReleased { cell_id, .. } => {
                 self.locks.remove(cell_id);
+            }
+            Change::CellMovedOut {
+                cell_id,
+                to_path,
+                to_id,
+                ..
+            } => {
+                if let Some(i) = self.position(cell_id) {
+                    self.cells.remove(i);
+                }
+                self.moved_out
+                    .insert(cell_id.clone(), (to_path.clone(), to_id.clone()));
             }
             // Need the event's client and time; folded in `apply_to_notebooks`.
             Change::Rejected { .. } | Change::SnapshotTaken { .. } => {}

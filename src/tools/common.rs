@@ -228,6 +228,19 @@ pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
     if nb.deleted.contains_key(id) {
         return Err(gone(id));
     }
+    if let Some((to_path, to_id)) = nb.moved_out.get(id) {
+        return Err(ToolError::not_found(
+            "cell",
+            format!(
+                "cell {} was moved to {} as {}; address it there",
+                quote(id),
+                quote(to_path),
+                to_id
+            ),
+        )
+        .with("cell_id", id)
+        .with("moved_to", json!({"path": to_path, "cell_id": to_id})));
+    }
     if id.chars().count() < 4 {
         return Err(ToolError::not_found(
             "cell",

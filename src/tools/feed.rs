@@ -91,6 +91,8 @@ pub struct ChangeEntry {
     pub operation: String,
     pub paths: Vec<String>,
     pub cell_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<Vec<Value>>,
     pub summary: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overrode_lock: Option<String>,
@@ -111,6 +113,19 @@ pub struct ChangesOut {
 
 fn entry(event: &Event) -> ChangeEntry {
     let (overrode_lock, overrode_locks) = overrode(event, None);
+    // Copies and moves say which id became which.
+    let mapping: Vec<Value> = event
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CellCopied { cell, from_id, .. }
+            | Change::CellMovedIn { cell, from_id, .. } => {
+                Some(json!({"from": from_id, "to": cell.id}))
+            }
+            Change::CellMoved { cell_id, .. } => Some(json!({"from": cell_id, "to": cell_id})),
+            _ => None,
+        })
+        .collect();
     ChangeEntry {
         version: event.version,
         timestamp: rfc3339(event.timestamp_ms),
@@ -118,6 +133,7 @@ fn entry(event: &Event) -> ChangeEntry {
         operation: event.operation.clone(),
         paths: event.paths.clone(),
         cell_ids: event.cell_ids.clone(),
+        mapping: (!mapping.is_empty()).then_some(mapping),
         summary: event.summary.chars().take(200).collect(),
         overrode_lock,
         overrode_locks,
@@ -289,6 +305,28 @@ pub fn history_entry(rec: &Record, path: &str, cell: &str) -> HistoryEntry {
                 h.cell_type_before = Some(cell.cell_type.as_str().to_owned());
             }
             Change::Rejected { .. } => h.rejected = Some(true),
+            Change::CellCopied {
+                cell,
+                from_path,
+                from_id,
+                ..
+            } => {
+                h.source_after = Some(cell.source.clone());
+                h.cell_type_after = Some(cell.cell_type.as_str().to_owned());
+                h.copied_from = Some(json!({"path": from_path, "cell_id": from_id}));
+            }
+            Change::CellMovedIn {
+                cell,
+                from_path,
+                from_id,
+                ..
+            } => {
+                h.source_after = Some(cell.source.clone());
+                h.moved_from = Some(json!({"path": from_path, "cell_id": from_id}));
+            }
+            Change::CellMovedOut { to_path, to_id, .. } => {
+                h.moved_to = Some(json!({"path": to_path, "cell_id": to_id}));
+            }
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
             | Change::CellMoved { .. }
@@ -310,20 +348,50 @@ pub fn get_cell_history(
         let cell = id_any(nb, &a.cell_id)?;
         let store = engine.store();
         let internal = |e: crate::store::StoreError| ToolError::internal(e.to_string());
-        let mut versions = store
-            .cell_versions_rev(&nb.path, &cell, before, limit + 1)
-            .map_err(internal)?;
-        let has_more = versions.len() > limit;
-        versions.truncate(limit);
-        versions.reverse();
-        let mut entries = Vec::with_capacity(versions.len());
-        for v in versions {
-            let rec = store
-                .get(v)
-                .map_err(internal)?
-                .ok_or_else(|| ToolError::internal(format!("indexed version {v} is missing")))?;
-            entries.push(history_entry(&rec, &nb.path, &cell));
+        // Newest first, following a moved cell back into the notebook it
+        // came from (§7: its earlier life shows with that notebook's path).
+        let mut newest_first: Vec<HistoryEntry> = Vec::new();
+        let (mut path, mut id, mut until) = (nb.path.clone(), cell.clone(), before);
+        let mut has_more = false;
+        loop {
+            let want = limit - newest_first.len();
+            let versions = store
+                .cell_versions_rev(&path, &id, until, want + 1)
+                .map_err(internal)?;
+            let mut origin = None;
+            for (k, &v) in versions.iter().enumerate() {
+                if k == want {
+                    has_more = true;
+                    break;
+                }
+                let rec = store.get(v).map_err(internal)?.ok_or_else(|| {
+                    ToolError::internal(format!("indexed version {v} is missing"))
+                })?;
+                let entry = history_entry(&rec, &path, &id);
+                origin = entry
+                    .moved_from
+                    .as_ref()
+                    .map(|m| (m["path"].clone(), m["cell_id"].clone(), v));
+                newest_first.push(entry);
+                if origin.is_some() {
+                    break;
+                }
+            }
+            match origin {
+                Some((Value::String(p), Value::String(c), v))
+                    if !has_more && newest_first.len() < limit =>
+                {
+                    (path, id, until) = (p, c, v);
+                }
+                Some(_) if newest_first.len() >= limit => {
+                    has_more = true;
+                    break;
+                }
+                _ => break,
+            }
         }
+        newest_first.reverse();
+        let entries = newest_first;
         Ok(HistoryOut {
             path: nb.path.clone(),
             deleted: nb.position(&cell).is_none(),

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod locks;
 pub mod read;
 pub mod snapshots;
+pub mod transfer;
 
 use std::sync::Arc;
 
@@ -47,7 +48,8 @@ impl NotebookServer {
             tool_router: Self::tool_router()
                 + Self::lock_router()
                 + Self::log_router()
-                + Self::snapshot_router(),
+                + Self::snapshot_router()
+                + Self::transfer_router(),
         }
     }
 
@@ -519,6 +521,47 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: snapshots::RestoreArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             snapshots::restore_snapshot(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_router(router = transfer_router)]
+impl NotebookServer {
+    #[tool(
+        name = "copy_cells",
+        description = "Copy whole cells (source, type, metadata, outputs) within a notebook or into another, under new ids, landing together in the given order after dest_cell_id or at dest_index (default: end). One event, in both notebooks' feeds; mapping gives old → new ids. Copies are never locked.",
+        input_schema = schema_for_input::<transfer::TransferArgs>().expect("schema"),
+        output_schema = output_schema::<transfer::TransferOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn copy_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            transfer::copy_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "move_cells",
+        description = "Move cells within a notebook (reorder) or into another, keeping ids (a new id only if the destination already has it), metadata, outputs and their locks. One event, in both notebooks' feeds; the history of a moved cell continues across notebooks. Refused with `locked` if another agent holds one of the cells in the source, unless force.",
+        input_schema = schema_for_input::<transfer::TransferArgs>().expect("schema"),
+        output_schema = output_schema::<transfer::TransferOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn move_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            transfer::move_cells(e, a, &who)
         })
         .await
     }
