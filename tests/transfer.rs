@@ -194,6 +194,19 @@ async fn copy_and_move_across_notebooks_are_one_event_in_both_feeds() {
         r.error()["moved_to"],
         json!({"path": "dst.ipynb", "cell_id": moved_ids[0]})
     );
+    // Its life in the source ends with the move, which names where it went.
+    let hs = call(
+        &c,
+        "get_cell_history",
+        json!({"path": "src.ipynb", "cell_id": "bbbb0001"}),
+    )
+    .await
+    .ok();
+    let last = hs["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["moved_to"],
+        json!({"path": "dst.ipynb", "cell_id": moved_ids[0]})
+    );
     let hc = call(
         &c,
         "get_cell_history",

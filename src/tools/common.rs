@@ -288,7 +288,7 @@ pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
 /// Resolves an id over live and deleted cells alike (history, recovery):
 /// exact first, else a unique prefix of at least 4 characters.
 pub fn id_any(nb: &NotebookState, id: &str) -> Result<String, ToolError> {
-    if nb.position(id).is_some() || nb.deleted.contains_key(id) {
+    if nb.position(id).is_some() || nb.deleted.contains_key(id) || nb.moved_out.contains_key(id) {
         return Ok(id.to_owned());
     }
     let not_found = || {
@@ -315,6 +315,12 @@ pub fn id_any(nb: &NotebookState, id: &str) -> Result<String, ToolError> {
             .iter()
             .filter(|(k, _)| k.starts_with(id))
             .map(|(k, d)| (k.clone(), None, preview(&d.cell.source))),
+    );
+    matches.extend(
+        nb.moved_out
+            .keys()
+            .filter(|k| k.starts_with(id))
+            .map(|k| (k.clone(), None, String::new())),
     );
     match matches.len() {
         0 => Err(not_found()),
