@@ -1352,3 +1352,54 @@ fn every_command_handles_a_100k_event_log() {
     let export = ok(&root, &["export"]);
     assert_eq!(export.lines().count() as u64, n);
 }
+
+#[test]
+fn history_resolves_exact_ids_first_then_unique_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let store = Store::open(&root.join(".nbledger")).unwrap();
+    let mut changes = vec![Change::NotebookCreated {
+        path: "g.ipynb".into(),
+        header: header(),
+    }];
+    for (i, id) in ["abcd", "abcd0001", "abcd0002", "ffff0001"]
+        .iter()
+        .enumerate()
+    {
+        changes.push(Change::CellInserted {
+            path: "g.ipynb".into(),
+            index: i as u32,
+            cell: cell(id, CellType::Code, id),
+        });
+    }
+    store
+        .append(&hand_event(
+            1,
+            0,
+            "ana",
+            "create_notebook",
+            &[],
+            "c",
+            &[],
+            changes,
+        ))
+        .unwrap();
+    drop(store);
+    let first = |args: &[&str]| json_lines(&ok(&root, args))[0]["cell_id"].clone();
+    assert_eq!(first(&["history", "g.ipynb", "abcd", "--json"]), "abcd");
+    assert_eq!(first(&["history", "g.ipynb", "ffff", "--json"]), "ffff0001");
+    assert_eq!(
+        first(&["history", "g.ipynb", "abcd0002", "--json"]),
+        "abcd0002"
+    );
+    let o = cli(&root, &["history", "g.ipynb", "abcd0"]);
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("ambiguous") && o.stderr.contains("abcd0001, abcd0002"),
+        "{}",
+        o.stderr
+    );
+    let o = cli(&root, &["history", "g.ipynb", "fff"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("at least 4 characters"), "{}", o.stderr);
+}

@@ -228,7 +228,11 @@ pub fn resolve_cell(audit: &Audit, path: &str, cell: &str) -> Result<String, Aud
         ))
     };
     if cell.chars().count() < 4 {
-        return Err(not_found());
+        return Err(AuditError::NotFound(format!(
+            "notebook {} never had a cell {} (a prefix needs at least 4 characters)",
+            quote(path),
+            quote(cell)
+        )));
     }
     let ids = store.cell_ids_with_prefix(path, cell, 11)?;
     match ids.len() {

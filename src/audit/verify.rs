@@ -83,6 +83,17 @@ fn fault(version: impl Into<Option<u64>>, what: impl Into<String>) -> Option<Fau
     })
 }
 
+/// Record `key`'s `prev_hash` is not the hash of record `key - 1`.
+fn broken_link(key: u64) -> Option<Fault> {
+    fault(
+        key - 1,
+        format!(
+            "its bytes do not hash to the prev_hash stored in version {key} \
+             (the record was altered, or version {key}'s prev_hash was)"
+        ),
+    )
+}
+
 /// The first field in which two notebook states differ.
 fn state_difference(a: &Workspace, b: &Workspace) -> String {
     for (path, x) in &a.notebooks {
@@ -169,32 +180,15 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
                     ),
                 );
             }
-            let head = match codec::decode_head(&bytes) {
-                Ok(h) => h,
-                Err(e) => break 'walk fault(key, format!("its record does not decode: {e}")),
-            };
-            if head.version != key {
-                break 'walk fault(
-                    key,
-                    format!("its record says it is version {}", head.version),
-                );
-            }
-            if head.prev_hash != prev {
-                break 'walk if key == 1 {
-                    fault(1, "its prev_hash is not 32 zero bytes")
-                } else {
-                    fault(
-                        key - 1,
-                        format!(
-                            "its bytes do not hash to the prev_hash stored in version {key} \
-                             (the record was altered, or version {key}'s prev_hash was)"
-                        ),
-                    )
-                };
-            }
-            let event = match codec::decode(&bytes, &get_blob) {
-                Ok((event, _)) => event,
+            // One full decode; the envelope alone is read again only to
+            // tell a broken chain from a broken body when decoding fails.
+            let (event, prev_hash) = match codec::decode(&bytes, &get_blob) {
+                Ok(decoded) => decoded,
                 Err(e) => {
+                    let chained = codec::decode_head(&bytes).map(|h| h.prev_hash);
+                    if key > 1 && chained.as_ref().is_ok_and(|p| *p != prev) {
+                        break 'walk broken_link(key);
+                    }
                     let what = match bad_blob.borrow_mut().take() {
                         Some(h) => format!("blob {h} it references does not match its hash"),
                         None => format!("its record does not decode: {e}"),
@@ -202,6 +196,20 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
                     break 'walk fault(key, what);
                 }
             };
+            if event.version != key {
+                break 'walk fault(
+                    key,
+                    format!("its record says it is version {}", event.version),
+                );
+            }
+            if prev_hash != prev {
+                break 'walk if key == 1 {
+                    fault(1, "its prev_hash is not 32 zero bytes")
+                } else {
+                    broken_link(key)
+                };
+            }
+            let hash = *blake3::hash(&bytes).as_bytes();
             if event.timestamp_ms < last_ts {
                 break 'walk fault(
                     key,
@@ -218,12 +226,12 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
             ws.apply(&event);
             if let StoredCheckpoint::At {
                 version,
-                hash,
+                hash: cp_hash,
                 workspace,
             } = &cp
                 && *version == key
             {
-                report.checkpoint = if *hash != *blake3::hash(&bytes).as_bytes() {
+                report.checkpoint = if *cp_hash != hash {
                     format!(
                         "the stored checkpoint names v{version} with another hash (another log's); the server ignores it"
                     )
@@ -239,7 +247,7 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
                     format!("replay matches the projection checkpoint at v{version}")
                 };
             }
-            prev = *blake3::hash(&bytes).as_bytes();
+            prev = hash;
             last_ts = event.timestamp_ms;
             report.checked = key;
             expected += 1;
@@ -407,7 +415,7 @@ pub fn progress_bar(len: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "verifying {bar:40} {human_pos}/{human_len} events ({per_sec}, {eta} left)",
+        "verifying {wide_bar} {human_pos}/{human_len} events, {eta} left",
     ) {
         bar.set_style(style);
     }
@@ -452,7 +460,13 @@ pub fn write_report(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         r.head, r.checkpoint
     )?;
     if r.file_diffs.is_empty() {
-        writeln!(out, "files ok: {} notebooks match the log", r.notebooks)?;
+        let n = r.notebooks;
+        let what = if n == 1 {
+            "notebook matches"
+        } else {
+            "notebooks match"
+        };
+        writeln!(out, "files ok: {n} {what} the log")?;
     } else {
         writeln!(
             out,
