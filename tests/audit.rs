@@ -1403,3 +1403,150 @@ fn history_resolves_exact_ids_first_then_unique_prefixes() {
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("at least 4 characters"), "{}", o.stderr);
 }
+
+#[test]
+fn blame_keeps_authors_through_moves_type_changes_and_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let store = Store::open(&root.join(".nbledger")).unwrap();
+    let p = || "g.ipynb".to_string();
+    let a0 = cell("a", CellType::Code, "one\ntwo\n");
+    let b0 = cell("b", CellType::Code, "bee\n");
+    let a1 = cell("a", CellType::Code, "one\nTWO\n");
+    let a_md = Arc::new(a1.with_type(CellType::Markdown));
+    let mut a_md2 = (*a_md).clone();
+    a_md2.source = "one\nTWO\nthree\n".into();
+    let a_md2 = Arc::new(a_md2);
+    let ev = |v: u64, who: &str, op: &str, changes: Vec<Change>| {
+        hand_event(v, v as i64, who, op, &[], "s", &[], changes)
+    };
+    let events = vec![
+        ev(
+            1,
+            "ana",
+            "create_notebook",
+            vec![
+                Change::NotebookCreated {
+                    path: p(),
+                    header: header(),
+                },
+                Change::CellInserted {
+                    path: p(),
+                    index: 0,
+                    cell: a0.clone(),
+                },
+                Change::CellInserted {
+                    path: p(),
+                    index: 1,
+                    cell: b0,
+                },
+            ],
+        ),
+        ev(
+            2,
+            "ben",
+            "update_cell",
+            vec![set("a", "one\ntwo\n", "one\nTWO\n")],
+        ),
+        ev(
+            3,
+            "external",
+            "external_change",
+            vec![Change::CellMoved {
+                path: p(),
+                cell_id: "b".into(),
+                from: 1,
+                to: 0,
+            }],
+        ),
+        ev(
+            4,
+            "cy",
+            "delete_cell",
+            vec![Change::CellDeleted {
+                path: p(),
+                index: 1,
+                after_cell_id: Some("b".into()),
+                cell: a1.clone(),
+            }],
+        ),
+        // The cell comes back whole under its id (an outside restore).
+        ev(
+            5,
+            "external",
+            "external_change",
+            vec![Change::CellInserted {
+                path: p(),
+                index: 1,
+                cell: a1.clone(),
+            }],
+        ),
+        ev(
+            6,
+            "dora",
+            "change_cell_type",
+            vec![Change::CellReplaced {
+                path: p(),
+                before: a1,
+                after: a_md.clone(),
+            }],
+        ),
+        ev(
+            7,
+            "eve",
+            "external_change",
+            vec![Change::CellReplaced {
+                path: p(),
+                before: a_md,
+                after: a_md2,
+            }],
+        ),
+    ];
+    for e in &events {
+        store.append(e).unwrap();
+    }
+    drop(store);
+    let lines = json_lines(&ok(&root, &["blame", "g.ipynb", "--json"]));
+    let got: Vec<(&str, u64, &str, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["cell_id"].as_str().unwrap(),
+                l["index"].as_u64().unwrap(),
+                l["text"].as_str().unwrap(),
+                l["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("b", 0, "bee", 1),
+            ("a", 1, "one", 1),
+            ("a", 1, "TWO", 2),
+            ("a", 1, "three", 7),
+        ]
+    );
+    let h = json_lines(&ok(&root, &["history", "g.ipynb", "a", "--json"]));
+    let actions: Vec<&str> = h.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "created",
+            "modified",
+            "deleted",
+            "recovered",
+            "modified",
+            "modified"
+        ]
+    );
+    let hb = json_lines(&ok(&root, &["history", "g.ipynb", "b", "--json"]));
+    assert_eq!(hb[1]["action"], "moved");
+    assert_eq!(
+        (
+            hb[1]["index_before"].as_u64(),
+            hb[1]["index_after"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+}

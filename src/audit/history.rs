@@ -7,6 +7,12 @@
 //! included, so a history costs as many reads as the cell has events. Each
 //! entry is computed from the event's own changes by [`entry`], a pure
 //! function the `get_cell_history` tool can share.
+//!
+//! Seam: moves between notebooks, copies and lock events do not exist yet.
+//! When they do, a move-in entry should carry `moved_from` (the source
+//! notebook and id) and the history should continue with the cell's
+//! earlier life in the source notebook (§7); lock events already show as
+//! `noted`, forced writes as `FORCED over`, refused ones as `REJECTED`.
 
 use std::io::Write;
 
