@@ -45,12 +45,12 @@ const CHECKPOINT_FORMAT: u32 = 1;
 /// A snapshot of the projection at `version`, proven to belong to this log
 /// by the hash of record `version`.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Checkpoint {
+pub(crate) struct Checkpoint {
     format: u32,
     build: String,
-    version: u64,
+    pub(crate) version: u64,
     hash: Hash,
-    workspace: Workspace,
+    pub(crate) workspace: Workspace,
 }
 
 /// Who is acting, and their idempotency key.
@@ -810,10 +810,54 @@ impl Engine {
     }
 }
 
+/// What the audit command line learns of the stored projection checkpoint.
+pub(crate) enum StoredCheckpoint {
+    /// None was ever written (or it was cleared).
+    Absent,
+    /// Written by another build or checkpoint format, or not decodable: the
+    /// server ignores it and replays the log.
+    Foreign(String),
+    /// One this build would load if its hash matches record `version`.
+    At {
+        version: u64,
+        hash: Hash,
+        workspace: Box<Workspace>,
+    },
+}
+
+/// The stored checkpoint as it is, for `verify` to compare with a replay.
+pub(crate) fn stored_checkpoint(store: &Store) -> Result<StoredCheckpoint, StoreError> {
+    let Some(bytes) = store.checkpoint()? else {
+        return Ok(StoredCheckpoint::Absent);
+    };
+    if bytes.is_empty() {
+        return Ok(StoredCheckpoint::Absent);
+    }
+    let cp: Checkpoint = match bincode::deserialize(&bytes) {
+        Ok(cp) => cp,
+        Err(_) => {
+            return Ok(StoredCheckpoint::Foreign(
+                "it does not decode with this build's checkpoint format".into(),
+            ));
+        }
+    };
+    if cp.format != CHECKPOINT_FORMAT || cp.build != env!("CARGO_PKG_VERSION") {
+        return Ok(StoredCheckpoint::Foreign(format!(
+            "it was written by nbledger {} (format {})",
+            cp.build, cp.format
+        )));
+    }
+    Ok(StoredCheckpoint::At {
+        version: cp.version,
+        hash: cp.hash,
+        workspace: Box::new(cp.workspace),
+    })
+}
+
 /// The stored checkpoint, if it is of this build's format and of this log
 /// (its hash matches the record at its version). Anything else: `None`, and
 /// the log is replayed from the start.
-fn load_checkpoint(store: &Store) -> Option<Checkpoint> {
+pub(crate) fn load_checkpoint(store: &Store) -> Option<Checkpoint> {
     let bytes = store.checkpoint().ok()??;
     let cp: Checkpoint = bincode::deserialize(&bytes).ok()?;
     if cp.format != CHECKPOINT_FORMAT

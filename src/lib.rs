@@ -2,6 +2,7 @@
 //! notebooks at once, recording every change as an immutable, hash-chained
 //! event in an embedded log. See ARCHITECTURE.md for the map.
 
+pub mod audit;
 pub mod engine;
 pub mod error;
 pub mod events;

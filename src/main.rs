@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
 
+use nbledger::audit::{self, Audit, AuditError, text::Paint};
 use nbledger::engine::Engine;
 use nbledger::tools::NotebookServer;
 
@@ -38,6 +39,85 @@ enum Command {
         #[command(flatten)]
         place: Place,
     },
+    /// List events, one line each, oldest first.
+    Log {
+        #[command(flatten)]
+        place: Place,
+        /// Only events of this notebook.
+        #[arg(long, value_name = "PATH")]
+        notebook: Option<String>,
+        /// Only versions after V (exclusive).
+        #[arg(long, value_name = "V", default_value_t = 0)]
+        since: u64,
+        /// Only versions up to V (inclusive).
+        #[arg(long, value_name = "V")]
+        until: Option<u64>,
+        /// Only events by this client.
+        #[arg(long, value_name = "NAME")]
+        client: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The life of one cell: creation, every change with a diff, moves, deletion.
+    History {
+        #[command(flatten)]
+        place: Place,
+        /// The notebook.
+        path: String,
+        /// The cell id (or a unique prefix of at least 4 characters; deleted cells too).
+        cell: String,
+        /// One JSON object per entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who last wrote each line of each cell, and when.
+    Blame {
+        #[command(flatten)]
+        place: Place,
+        /// The notebook.
+        path: String,
+        /// One JSON object per source line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The notebook as it was right after a version, as a .ipynb.
+    Show {
+        #[command(flatten)]
+        place: Place,
+        /// The notebook.
+        path: String,
+        /// The version.
+        #[arg(long, value_name = "V")]
+        at: String,
+        /// Write the notebook to FILE instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check the hash chain, replay the log and compare with the projections and the files.
+    ///
+    /// Exit codes: 0 ok, 1 the log is damaged, 2 usage error, 3 only files
+    /// differ from the log, 4 the store is unavailable.
+    Verify {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Every event as one JSON object per line.
+    Export {
+        #[command(flatten)]
+        place: Place,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only events of this notebook.
+        #[arg(long, value_name = "PATH")]
+        notebook: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
 }
 
 impl Place {
@@ -78,6 +158,9 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        return run_audit(cli.command);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +178,79 @@ fn main() -> ExitCode {
             ExitCode::from(4)
         }
     }
+}
+
+/// The audit commands: synchronous, read-only on the log (§5).
+fn run_audit(command: Command) -> ExitCode {
+    let place = match &command {
+        Command::Serve { place }
+        | Command::Log { place, .. }
+        | Command::History { place, .. }
+        | Command::Blame { place, .. }
+        | Command::Show { place, .. }
+        | Command::Verify { place }
+        | Command::Export { place, .. } => place,
+    };
+    let audit = match Audit::open(place.root.as_deref(), place.data.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return audit_failure(e),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let paint = Paint::for_stdout();
+    let done = match command {
+        Command::Serve { .. } => Ok(0),
+        Command::Log {
+            notebook,
+            since,
+            until,
+            client,
+            json,
+            ..
+        } => {
+            let opts = audit::log::LogOptions {
+                notebook,
+                since,
+                until,
+                client,
+                json,
+            };
+            audit::log::run(&audit, &opts, paint, &mut out).map(|_| 0)
+        }
+        Command::History {
+            path, cell, json, ..
+        } => audit::history::run(&audit, &path, &cell, json, paint, &mut out).map(|_| 0),
+        Command::Blame { path, json, .. } => {
+            audit::blame::run(&audit, &path, json, paint, &mut out).map(|_| 0)
+        }
+        Command::Show {
+            path, at, output, ..
+        } => {
+            let at = audit::show::At::parse(&at);
+            audit::show::run(&audit, &path, &at, output.as_deref(), &mut out).map(|_| 0)
+        }
+        Command::Verify { .. } => audit::verify::run(&audit, &mut out),
+        Command::Export {
+            format, notebook, ..
+        } => {
+            let format = match format {
+                ExportFormat::Jsonl => audit::export::Format::Jsonl,
+            };
+            audit::export::run(&audit, format, notebook.as_deref(), &mut out).map(|_| 0)
+        }
+    };
+    match done {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => audit_failure(e),
+    }
+}
+
+fn audit_failure(e: AuditError) -> ExitCode {
+    let code = e.exit_code();
+    if code != 0 {
+        eprintln!("nbledger: {e}");
+    }
+    ExitCode::from(code)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -115,6 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             engine.checkpoint()?;
             Ok(ExitCode::SUCCESS)
         }
+        other => Ok(run_audit(other)),
     }
 }
 

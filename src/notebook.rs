@@ -462,6 +462,14 @@ pub fn render_cell(cell: &Cell) -> String {
     ipynb::render_cell(&raw_of(cell))
 }
 
+/// The whole file for a notebook state, byte for byte what the server
+/// writes for it (the engine streams the same pieces from its cache).
+pub fn render_file(nb: &NotebookState) -> Vec<u8> {
+    let cells: Vec<String> = nb.cells.iter().map(|c| render_cell(&c.cell)).collect();
+    let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+    render(&nb.header, &refs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,6 +331,99 @@ impl Store {
         Ok(out)
     }
 
+    /// The root this log was bound to by [`Store::bind_root`], if any.
+    /// Read-only, for the audit command line.
+    pub fn recorded_root(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get(ROOT)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// A blob by its hash, as stored (the caller checks the content).
+    pub fn blob(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.blobs.get(hash)?.map(|v| v.to_vec()))
+    }
+
+    /// Every record in the `events` tree as `(key, bytes)`, in key order,
+    /// with no regard for the head: what `verify` walks to find gaps,
+    /// strays and altered bytes. Keys that are not 8 bytes are returned as
+    /// they are decoded by [`be_u64`] (their tail), so they show up as
+    /// out-of-sequence versions.
+    pub fn raw_records(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
+        self.events.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok((be_u64(&k), v.to_vec()))
+        })
+    }
+
+    /// Distinct ids of cells of `path` whose id starts with `prefix`, in
+    /// id order, at most `limit`. Deleted cells count: the index keeps
+    /// every cell an event ever touched.
+    pub fn cell_ids_with_prefix(
+        &self,
+        path: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut base = Vec::with_capacity(path.len() + 1);
+        base.extend_from_slice(path.as_bytes());
+        base.push(0);
+        let mut start = base.clone();
+        start.extend_from_slice(prefix.as_bytes());
+        let mut out: Vec<String> = Vec::new();
+        while out.len() < limit {
+            let Some(kv) = self.by_cell.range(start.clone()..).next() else {
+                break;
+            };
+            let (k, _) = kv?;
+            let Some(rest) = k.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            let Some(end) = rest.iter().position(|&b| b == 0) else {
+                break;
+            };
+            let id = &rest[..end];
+            if !id.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(id).into_owned());
+            // Skip the rest of this cell's entries: they all start `id \0`.
+            start = base.clone();
+            start.extend_from_slice(id);
+            start.push(1);
+        }
+        Ok(out)
+    }
+
+    /// Checks that the secondary indexes hold every entry `event` needs.
+    /// Returns how many entries it accounts for in `by_nb` and `by_cell`,
+    /// or a description of the first one missing.
+    pub fn check_index(&self, event: &Event) -> Result<Result<(u64, u64), String>, StoreError> {
+        let mut paths: Vec<&String> = event.paths.iter().collect();
+        paths.sort();
+        paths.dedup();
+        for p in &paths {
+            if !self.by_nb.contains_key(nb_key(p, event.version))? {
+                return Ok(Err(format!("the notebook index lacks its entry for {p}")));
+            }
+        }
+        let cell_keys = cell_index_keys(event);
+        for k in &cell_keys {
+            if !self.by_cell.contains_key(k)? {
+                let shown = String::from_utf8_lossy(&k[..k.len() - 8]).replace('\0', "/");
+                return Ok(Err(format!("the cell index lacks its entry for {shown}")));
+            }
+        }
+        Ok(Ok((paths.len() as u64, cell_keys.len() as u64)))
+    }
+
+    /// The number of entries in the `by_nb` and `by_cell` indexes (a full
+    /// scan of each: for `verify`).
+    pub fn index_sizes(&self) -> (u64, u64) {
+        (self.by_nb.len() as u64, self.by_cell.len() as u64)
+    }
+
     /// Stores an opaque projection checkpoint (a cache: never the truth).
     pub fn put_checkpoint(&self, bytes: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(CHECKPOINT, bytes)?;

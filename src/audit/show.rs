@@ -1,0 +1,106 @@
+//! `nbledger show P --at V [-o FILE]`: the notebook as it was right after
+//! version V, as a valid .ipynb in the server's own layout.
+//!
+//! The state is the server's fold of the notebook's events up to V (found
+//! through the notebook index, so other notebooks' events cost nothing),
+//! rendered by the same code that writes the files. It equals in content
+//! the file as it was then; the bytes can differ for a file the server
+//! imported without rewriting.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{Audit, AuditError};
+use crate::error::quote;
+use crate::notebook::render_file;
+use crate::projections::{NotebookState, Workspace};
+
+/// What `--at` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    Version(u64),
+    /// A snapshot name. Snapshots do not exist yet; this is the seam where
+    /// `--at NAME` will resolve to the snapshot's version.
+    Snapshot(String),
+}
+
+impl At {
+    pub fn parse(s: &str) -> At {
+        match s.trim().parse::<u64>() {
+            Ok(v) => At::Version(v),
+            Err(_) => At::Snapshot(s.to_owned()),
+        }
+    }
+}
+
+/// The version `at` stands for.
+pub fn resolve_at(audit: &Audit, at: &At) -> Result<u64, AuditError> {
+    match at {
+        At::Version(v) => {
+            audit.check_version("--at", *v)?;
+            Ok(*v)
+        }
+        At::Snapshot(name) => Err(AuditError::Usage(format!(
+            "--at takes a version number, not {}; `--at SNAPSHOT` arrives with the snapshot tools",
+            quote(name)
+        ))),
+    }
+}
+
+/// The state of notebook `path` (a key in the log) right after version
+/// `v`: the newest event ≤ v that touched it, folded from the start (or
+/// from the server's projection checkpoint when that is at or before v).
+pub fn notebook_at(audit: &Audit, path: &str, v: u64) -> Result<NotebookState, AuditError> {
+    let store = audit.store();
+    let versions = store.notebook_versions(path, 0, usize::MAX)?;
+    let first = versions.first().copied();
+    let not_yet = || {
+        AuditError::NotFound(match first {
+            Some(f) => format!(
+                "notebook {} did not exist at version {v}; its first event is version {f}",
+                quote(path)
+            ),
+            None => format!("the log has no notebook {}", quote(path)),
+        })
+    };
+    if first.is_none_or(|f| f > v) {
+        return Err(not_yet());
+    }
+    let mut ws = Workspace::default();
+    let mut from = 0;
+    if let Some(cp) = crate::engine::load_checkpoint(store)
+        && cp.version <= v
+    {
+        from = cp.version;
+        if let Some(nb) = cp.workspace.notebooks.get(path) {
+            ws.notebooks.insert(path.to_owned(), nb.clone());
+        }
+    }
+    for &ver in versions.iter().filter(|&&x| x > from && x <= v) {
+        ws.apply_to_notebooks(&audit.record(ver)?.event);
+    }
+    ws.notebooks.remove(path).ok_or_else(not_yet)
+}
+
+/// Writes the notebook at `at` to `out_file`, or to `out`.
+pub fn run(
+    audit: &Audit,
+    path: &str,
+    at: &At,
+    out_file: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
+    let v = resolve_at(audit, at)?;
+    let key = audit.notebook(path)?;
+    let nb = notebook_at(audit, &key, v)?;
+    let bytes = render_file(&nb);
+    match out_file {
+        Some(file) => std::fs::write(file, &bytes)
+            .map_err(|e| AuditError::Usage(format!("cannot write {}: {e}", file.display())))?,
+        None => {
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
