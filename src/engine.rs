@@ -513,7 +513,7 @@ impl Engine {
             overrode_locks: Vec::new(),
             request_id: None,
             result: String::new(),
-            summary: format!("REJECTED {operation}: locked ({})", holders.join(", "))
+            summary: format!("{operation} refused: locked ({})", holders.join(", "))
                 .chars()
                 .take(200)
                 .collect(),

@@ -65,6 +65,7 @@ use super::text::{hex, json_line};
 use super::{Audit, AuditError};
 use crate::events::{Cell, Change, Event, FileWrite, Header};
 use crate::store::Record;
+use crate::time::rfc3339;
 
 /// The schema number of `body`.
 pub const EXPORT_SCHEMA: u32 = 1;
@@ -177,6 +178,104 @@ fn change_json(c: &Change) -> Value {
             "cell_id": cell_id,
             "from": from,
             "to": to,
+        }),
+        Change::LockAcquired {
+            path,
+            cell_id,
+            owner,
+            acquired_at,
+            expires_at,
+        } => json!({
+            "kind": "lock_acquired",
+            "path": path,
+            "cell_id": cell_id,
+            "owner": owner,
+            "acquired_at": rfc3339(*acquired_at),
+            "expires_at": rfc3339(*expires_at),
+        }),
+        Change::LockReleased {
+            path,
+            cell_id,
+            owner,
+            forced,
+        } => json!({
+            "kind": "lock_released",
+            "path": path,
+            "cell_id": cell_id,
+            "owner": owner,
+            "forced": forced,
+        }),
+        Change::Rejected {
+            path,
+            cell_id,
+            holder,
+            acquired_at,
+            expires_at,
+        } => json!({
+            "kind": "rejected",
+            "path": path,
+            "cell_id": cell_id,
+            "holder": holder,
+            "lock_acquired_at": rfc3339(*acquired_at),
+            "lock_expires_at": rfc3339(*expires_at),
+        }),
+        Change::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header,
+            cells,
+        } => json!({
+            "kind": "snapshot_taken",
+            "path": path,
+            "name": name,
+            "snapshot_hash": hex(hash),
+            "description": description,
+            "header": header_json(header),
+            "cells": cells.iter().map(|c| cell_json(c)).collect::<Vec<_>>(),
+        }),
+        Change::CellCopied {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => json!({
+            "kind": "cell_copied",
+            "path": path,
+            "index": index,
+            "cell": cell_json(cell),
+            "from_path": from_path,
+            "from_id": from_id,
+        }),
+        Change::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        } => json!({
+            "kind": "cell_moved_out",
+            "path": path,
+            "cell_id": cell_id,
+            "index": index,
+            "to_path": to_path,
+            "to_id": to_id,
+        }),
+        Change::CellMovedIn {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => json!({
+            "kind": "cell_moved_in",
+            "path": path,
+            "index": index,
+            "cell": cell_json(cell),
+            "from_path": from_path,
+            "from_id": from_id,
         }),
     }
 }

@@ -329,8 +329,5 @@ pub struct Event {
 /// Operation names that are not tools.
 pub const OP_IMPORT: &str = "import";
 pub const OP_EXTERNAL: &str = "external_change";
-/// A write refused with `locked`, kept as an audit record that changes
-/// nothing (§3, §8.5).
-pub const OP_REJECTED: &str = "rejected";
 /// The client name of changes that came from outside the server.
 pub const CLIENT_EXTERNAL: &str = "external";
