@@ -31,7 +31,17 @@
 //!   - `cell_replaced`: `{kind, path, cell_id, before: Cell, after: Cell}`
 //!   - `cell_deleted`: `{kind, path, index, after_cell_id: string | null,
 //!     cell: Cell}` (the whole cell, for recovery)
-//!   - `cell_moved`: `{kind, path, cell_id, from, to}`
+//!   - `cell_moved`: `{kind, path, cell_id, from, to}` (within a notebook)
+//!   - `cell_copied`: `{kind, path, index, cell: Cell, from_path, from_id}`
+//!   - `cell_moved_out`: `{kind, path, cell_id, index, to_path, to_id}`
+//!   - `cell_moved_in`: `{kind, path, index, cell: Cell, from_path, from_id}`
+//!   - `lock_acquired`: `{kind, path, cell_id, owner, acquired_at, expires_at}`
+//!     (times RFC 3339; a renewal repeats `acquired_at`)
+//!   - `lock_released`: `{kind, path, cell_id, owner, forced}`
+//!   - `snapshot_taken`: `{kind, path, name, snapshot_hash, description,
+//!     header: Header, cells: [Cell]}`
+//!   - `rejected`: `{kind, path, cell_id, holder, lock_acquired_at,
+//!     lock_expires_at}` (a write refused by that lock; changes nothing)
 //! - `Header`: `{nbformat, nbformat_minor, metadata: object, extra: object}`
 //!   (`extra`: unknown top-level keys of the file).
 //! - `Cell`: `{id, cell_type, source, metadata: object}` plus `outputs:
@@ -51,7 +61,14 @@
 //! | `update_cell`, `batch_update_cells` | `source_set`+ |
 //! | `delete_cell` | `cell_deleted`+ (back to front) |
 //! | `change_cell_type` | `cell_replaced` |
-//! | `rejected` | none (the refused tool, cells and holders are in `summary`, `cell_ids`, `overrode_locks`) |
+//! | `delete_cell` of a locked cell | `lock_released` before its `cell_deleted` |
+//! | `recover_cell` | `cell_inserted` (the deleted cell, same id) |
+//! | `lock_cells` / `unlock_cells` | `lock_acquired`+ / `lock_released`+ |
+//! | `snapshot_notebook` | `snapshot_taken` |
+//! | `restore_snapshot` | `snapshot_taken` (`pre-restore-<version>`), then as `external_change` |
+//! | `copy_cells` | `cell_copied`+ |
+//! | `move_cells` | `cell_moved`+ within a notebook; across: `lock_released`*, `cell_moved_out`+, `cell_moved_in`+, `lock_acquired`* |
+//! | any write refused with `locked` | `rejected`+ (operation is the refused tool; `rejected: true`) |
 //!
 //! A change to this shape gets a new schema number; fields are only ever
 //! added within a schema.
