@@ -6,6 +6,7 @@ pub mod audit;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod ipynb;
 pub mod notebook;
 pub mod paths;

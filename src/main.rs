@@ -32,12 +32,39 @@ struct Place {
     data: Option<PathBuf>,
 }
 
+/// Streamable HTTP instead of stdio.
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// Serve MCP over streamable HTTP at http://ADDR/mcp (ADDR = HOST:PORT, or PORT for 127.0.0.1). Loopback unless told otherwise.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Bearer token every request must carry (required off loopback). Note: it shows in `ps`; prefer NBLEDGER_TOKEN or --token-file.
+    #[arg(
+        long,
+        env = "NBLEDGER_TOKEN",
+        hide_env_values = true,
+        requires = "http"
+    )]
+    token: Option<String>,
+    /// Read the bearer token from this file (first line).
+    #[arg(long, value_name = "FILE", requires = "http", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Another Host header value to accept (besides localhost names and the bound address).
+    #[arg(long, value_name = "HOST", requires = "http")]
+    allowed_host: Vec<String>,
+    /// A browser Origin allowed to call in (e.g. https://app.example.com:443); none by default.
+    #[arg(long, value_name = "ORIGIN", requires = "http")]
+    allowed_origin: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve MCP over stdio.
     Serve {
         #[command(flatten)]
         place: Place,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// List events, one line each, oldest first.
     Log {
@@ -183,7 +210,7 @@ fn main() -> ExitCode {
 /// The audit commands: synchronous, read-only on the log (§5).
 fn run_audit(command: Command) -> ExitCode {
     let place = match &command {
-        Command::Serve { place }
+        Command::Serve { place, .. }
         | Command::Log { place, .. }
         | Command::History { place, .. }
         | Command::Blame { place, .. }
@@ -255,10 +282,48 @@ fn audit_failure(e: AuditError) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { place } => {
+        Command::Serve { place, http } => {
             let (root, data) = place.resolve(true)?;
+            let token = match &http.token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned(),
+                ),
+                None => http.token.clone(),
+            };
+            // Check the address before opening the log, so a refused bind
+            // changes nothing.
+            if let Some(addr) = &http.http {
+                let sa = nbledger::http::parse_addr(addr)?;
+                if !sa.ip().is_loopback() && token.as_deref().unwrap_or("").is_empty() {
+                    anyhow::bail!(
+                        "refusing to serve on non-loopback address {sa} without a bearer token: pass --token, --token-file or NBLEDGER_TOKEN"
+                    );
+                }
+            }
             let engine =
                 Arc::new(tokio::task::spawn_blocking(move || Engine::open(&root, &data)).await??);
+            if let Some(addr) = http.http {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    stop.cancel();
+                });
+                let opts = nbledger::http::HttpOptions {
+                    addr,
+                    token,
+                    allowed_hosts: http.allowed_host,
+                    allowed_origins: http.allowed_origin,
+                };
+                nbledger::http::serve(engine.clone(), opts, shutdown).await?;
+                engine.checkpoint()?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let server = NotebookServer::new(engine.clone());
             let service = server.serve(rmcp::transport::stdio()).await?;
             let cancel = service.cancellation_token();

@@ -1,0 +1,171 @@
+//! MCP over streamable HTTP at `/mcp` (contract §1, §6, §8.11).
+//!
+//! The same `NotebookServer` as on stdio, mounted with rmcp's streamable
+//! HTTP service. Around it: a bearer token (required off loopback; when set,
+//! on every request, compared in constant time, never logged), rmcp's Host
+//! and Origin checks kept on, and a cap on concurrent requests. Identity and
+//! locks never depend on the connection: both protocol eras (2026-07-28
+//! stateless and 2025-11-25 sessions) reach the same engine.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::tools::NotebookServer;
+
+/// Requests served at once; past it, callers get 503 and retry.
+const MAX_CONCURRENT: usize = 256;
+
+pub struct HttpOptions {
+    /// `HOST:PORT`, or `PORT` meaning 127.0.0.1.
+    pub addr: String,
+    pub token: Option<String>,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+}
+
+/// Parses `HOST:PORT` or `PORT` (§8.11).
+pub fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(port) = addr.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    match addr.rsplit_once(':') {
+        Some(("localhost", port)) => Ok(SocketAddr::from(([127, 0, 0, 1], port.parse()?))),
+        _ => {
+            anyhow::bail!("--http {addr:?} is not HOST:PORT or PORT (e.g. 8765 or 127.0.0.1:8765)")
+        }
+    }
+}
+
+/// Equal without leaking where they differ: compare digests byte by byte.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (x, y) = (blake3::hash(a.as_bytes()), blake3::hash(b.as_bytes()));
+    x.as_bytes()
+        .iter()
+        .zip(y.as_bytes())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+fn unauthorized() -> Response {
+    let mut r = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// Serves until `shutdown` is cancelled. Prints the bound URL on stderr.
+pub async fn serve(
+    engine: Arc<Engine>,
+    opts: HttpOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = parse_addr(&opts.addr)?;
+    let loopback = addr.ip().is_loopback();
+    let token = opts.token.filter(|t| !t.is_empty());
+    if !loopback && token.is_none() {
+        anyhow::bail!(
+            "refusing to serve on non-loopback address {addr} without a bearer token: pass --token, --token-file or NBLEDGER_TOKEN"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if !loopback && !bound.ip().is_unspecified() {
+        hosts.push(ip_host(bound.ip()));
+    }
+    hosts.extend(opts.allowed_hosts);
+    // Browsers may only call in from origins named explicitly.
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(opts.allowed_origins)
+        .enforce_origin_validation()
+        .with_cancellation_token(shutdown.child_token());
+    let server = NotebookServer::new(engine);
+    let service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        LocalSessionManager::default().into(),
+        config,
+    );
+
+    let token = Arc::new(token);
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+    let guard = axum::middleware::from_fn(move |req: Request, next: Next| {
+        let token = token.clone();
+        let slots = slots.clone();
+        async move {
+            if let Some(expected) = token.as_ref() {
+                let given = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                if !given.is_some_and(|g| same_secret(g, expected)) {
+                    return unauthorized();
+                }
+            }
+            let Ok(_slot) = slots.try_acquire_owned() else {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many concurrent requests; retry\n",
+                )
+                    .into_response();
+            };
+            next.run(req).await
+        }
+    });
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(guard);
+    eprintln!("nbledger: serving MCP at http://{bound}/mcp");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+fn ip_host(ip: IpAddr) -> String {
+    ip.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_as_the_contract_says() {
+        assert_eq!(
+            parse_addr("8765").unwrap(),
+            "127.0.0.1:8765".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:80").unwrap(),
+            "0.0.0.0:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("localhost:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert!(parse_addr("nope").is_err());
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", ""));
+    }
+}
