@@ -52,6 +52,46 @@ pub enum StoreError {
     WrongRoot { recorded: String, given: String },
 }
 
+/// The secondary indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    /// `by_nb`: `path \0 be_u64(version)`.
+    Notebooks,
+    /// `by_cell`: `path \0 cell_id \0 be_u64(version)`.
+    Cells,
+}
+
+impl Index {
+    pub const ALL: [Index; 2] = [Index::Notebooks, Index::Cells];
+
+    /// An index key for people: its version and what it names.
+    pub fn describe(self, key: &[u8]) -> (u64, String) {
+        let cut = key.len().saturating_sub(9);
+        let what = String::from_utf8_lossy(&key[..cut]).replace('\0', " cell ");
+        let kind = match self {
+            Index::Notebooks => "notebook index",
+            Index::Cells => "cell index",
+        };
+        (be_u64(key), format!("{kind} entry for {what}"))
+    }
+}
+
+/// The entries one event puts in the secondary indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKeys {
+    pub notebooks: Vec<Vec<u8>>,
+    pub cells: Vec<Vec<u8>>,
+}
+
+impl IndexKeys {
+    pub fn of(&self, index: Index) -> &[Vec<u8>] {
+        match index {
+            Index::Notebooks => &self.notebooks,
+            Index::Cells => &self.cells,
+        }
+    }
+}
+
 /// A stored record: its decoded event and the hashes that chain it.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -388,32 +428,43 @@ impl Store {
         Ok(out)
     }
 
-    /// Checks that the secondary indexes hold every entry `event` needs.
-    /// Returns how many entries it accounts for in `by_nb` and `by_cell`,
-    /// or a description of the first one missing.
-    pub fn check_index(&self, event: &Event) -> Result<Result<(u64, u64), String>, StoreError> {
-        let mut paths: Vec<&String> = event.paths.iter().collect();
-        paths.sort();
-        paths.dedup();
-        for p in &paths {
-            if !self.by_nb.contains_key(nb_key(p, event.version))? {
-                return Ok(Err(format!("the notebook index lacks its entry for {p}")));
-            }
+    /// The entries `event` puts in each secondary index (sorted, distinct).
+    pub fn index_keys(event: &Event) -> IndexKeys {
+        let mut notebooks: Vec<Vec<u8>> = event
+            .paths
+            .iter()
+            .map(|p| nb_key(p, event.version))
+            .collect();
+        notebooks.sort();
+        notebooks.dedup();
+        IndexKeys {
+            notebooks,
+            cells: cell_index_keys(event),
         }
-        let cell_keys = cell_index_keys(event);
-        for k in &cell_keys {
-            if !self.by_cell.contains_key(k)? {
-                let shown = String::from_utf8_lossy(&k[..k.len() - 8]).replace('\0', "/");
-                return Ok(Err(format!("the cell index lacks its entry for {shown}")));
-            }
-        }
-        Ok(Ok((paths.len() as u64, cell_keys.len() as u64)))
     }
 
-    /// The number of entries in the `by_nb` and `by_cell` indexes (a full
-    /// scan of each: for `verify`).
-    pub fn index_sizes(&self) -> (u64, u64) {
-        (self.by_nb.len() as u64, self.by_cell.len() as u64)
+    /// Every entry of one secondary index, in key order (for `verify`,
+    /// which compares them with what the events account for).
+    pub fn index_entries(
+        &self,
+        index: Index,
+    ) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
+        self.index_tree(index)
+            .iter()
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+    }
+
+    /// Whether an index holds `key`.
+    pub fn index_contains(&self, index: Index, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.index_tree(index).contains_key(key)?)
+    }
+
+    fn index_tree(&self, index: Index) -> &sled::Tree {
+        match index {
+            Index::Notebooks => &self.by_nb,
+            Index::Cells => &self.by_cell,
+        }
     }
 
     /// Stores an opaque projection checkpoint (a cache: never the truth).
