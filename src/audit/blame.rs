@@ -91,8 +91,8 @@ pub fn blame(audit: &Audit, path: &str) -> Result<Blame, AuditError> {
     let mut live: HashMap<String, Vec<usize>> = HashMap::new();
     // Per deleted cell: its last source and its lines' authors.
     let mut gone: HashMap<String, (String, Vec<usize>)> = HashMap::new();
-    for v in versions {
-        let event = audit.record(v)?.event;
+    for rec in audit.records_at(versions) {
+        let event = rec?.event;
         let me = authors.len();
         authors.push(Author {
             version: event.version,
