@@ -93,8 +93,10 @@ impl IndexKeys {
 }
 
 /// [`Store::records_at`] scans instead of seeking when the wanted versions
-/// are at least one in this many of the range they span.
-const DENSE_SPAN: u64 = 16;
+/// are at least one in this many of the range they span. (Measured: for
+/// one version in ten, point reads beat the scan when the log is in cache
+/// and tie with it when it is not.)
+const DENSE_SPAN: u64 = 4;
 
 /// The iterator of [`Store::records_at`].
 pub struct RecordsAt<'a> {
@@ -428,9 +430,8 @@ impl Store {
     /// The records of `versions` (ascending, distinct), in order, each with
     /// its version; `None` for a version whose record is missing. A dense
     /// set is read with one range scan that skips the other records
-    /// without decoding them; a sparse one with point reads. On a large
-    /// log a point read is a cache miss while a scan streams, so the
-    /// events of one busy notebook replay several times faster this way.
+    /// without decoding them; a sparse one with point reads (a point read
+    /// on a large log is a cache miss, a scan streams).
     pub fn records_at(&self, versions: Vec<u64>) -> RecordsAt<'_> {
         let scan = match (versions.first(), versions.last()) {
             (Some(&first), Some(&last))
@@ -719,9 +720,9 @@ mod tests {
                 .collect()
         };
         // Dense: one scan.
-        let dense: Vec<u64> = (40..=60).collect();
+        let dense: Vec<u64> = (40..=60).filter(|v| v % 3 != 0).collect();
         let got = read(&dense);
-        assert_eq!(got.len(), 21);
+        assert_eq!(got.len(), dense.len());
         assert!(got.iter().all(|&(v, ok)| ok == (v != 50)));
         // Sparse: point reads.
         assert_eq!(
