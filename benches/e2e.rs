@@ -156,6 +156,82 @@ async fn main() {
     })
     .await;
     rows.push(r.row());
+
+    // Collaboration costs (issue 3).
+    let mut cycle = run("(a) lock_cells + update_cell + unlock_cells", n / 4, async |i| {
+        let id = format!("c{:07}", i % 100);
+        call(&c, "lock_cells", json!({"path": "a.ipynb", "cell_id": id, "client_name": "bench"})).await;
+        call(&c, "update_cell", json!({"path": "a.ipynb", "cell_id": id, "source": format!("locked {i}\n"), "client_name": "bench"})).await;
+        call(&c, "unlock_cells", json!({"path": "a.ipynb", "cell_id": id, "client_name": "bench"})).await;
+    })
+    .await;
+    rows.push(cycle.row());
+    call(
+        &c,
+        "snapshot_notebook",
+        json!({"path": "b.ipynb", "name": "s1"}),
+    )
+    .await;
+    for i in 0..50 {
+        call(&c, "update_cell", json!({"path": "b.ipynb", "cell_id": format!("c{:07}", i * 20), "source": format!("changed {i}\n")})).await;
+    }
+    call(
+        &c,
+        "snapshot_notebook",
+        json!({"path": "b.ipynb", "name": "s2"}),
+    )
+    .await;
+    let mut diff = run(
+        "(b) diff_snapshot, 1,000 cells, 50 modified",
+        100,
+        async |_| {
+            call(
+                &c,
+                "diff_snapshot",
+                json!({"path": "b.ipynb", "name": "s1"}),
+            )
+            .await;
+        },
+    )
+    .await;
+    rows.push(diff.row());
+    let mut restore = run(
+        "(b) restore_snapshot, 1,000 cells, 50 cells differ",
+        40,
+        async |i| {
+            let name = if i % 2 == 0 { "s1" } else { "s2" };
+            call(
+                &c,
+                "restore_snapshot",
+                json!({"path": "b.ipynb", "name": name}),
+            )
+            .await;
+        },
+    )
+    .await;
+    rows.push(restore.row());
+    for i in 0..10_000 {
+        call(
+            &c,
+            "update_cell",
+            json!({"path": "a.ipynb", "cell_id": "c0000007", "source": format!("edit {i}\n")}),
+        )
+        .await;
+    }
+    let mut history = run(
+        "(a) get_cell_history, cell with 10,000 edits (limit 20)",
+        1000,
+        async |_| {
+            call(
+                &c,
+                "get_cell_history",
+                json!({"path": "a.ipynb", "cell_id": "c0000007"}),
+            )
+            .await;
+        },
+    )
+    .await;
+    rows.push(history.row());
     c.cancel().await.expect("shutdown");
 
     println!("notebook (b) on disk: {:.2} MB", size_b as f64 / 1e6);

@@ -58,6 +58,9 @@ pub(crate) struct Checkpoint {
 pub struct Actor {
     pub client_name: String,
     pub request_id: Option<String>,
+    /// Whether the caller passed client_name itself (rather than getting
+    /// its client's declared name or `anonymous`).
+    pub named: bool,
 }
 
 /// Builds a tool's result from the committed version and the new state.
@@ -69,6 +72,8 @@ pub struct Plan {
     pub changes: Vec<crate::events::Change>,
     pub cell_ids: Vec<String>,
     pub summary: String,
+    /// `(cell_id, owner)` of every lock this write was forced past.
+    pub overrode_locks: Vec<(String, String)>,
     pub result: ResultFn,
 }
 
@@ -119,6 +124,8 @@ pub struct Engine {
     root: Root,
     store: Store,
     inner: Mutex<Inner>,
+    /// The newest committed (durable) version, for long-polling readers.
+    head_tx: tokio::sync::watch::Sender<u64>,
 }
 
 pub fn now_ms() -> i64 {
@@ -147,10 +154,12 @@ impl Engine {
         for rec in store.records(inner.ws.head + 1) {
             inner.ws.apply(&rec?.event);
         }
+        let head_tx = tokio::sync::watch::Sender::new(inner.ws.head);
         let engine = Engine {
             root,
             store,
             inner: Mutex::new(inner),
+            head_tx,
         };
         engine.reconcile_all();
         Ok(engine)
@@ -188,6 +197,16 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Wakes on every commit (after its flush): long-poll readers wait here.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head_tx.subscribe()
+    }
+
+    /// Runs `f` on the projection as it is (no file sync).
+    pub fn with_workspace<T>(&self, f: impl FnOnce(&Workspace) -> T) -> T {
+        f(&self.inner.lock().ws)
     }
 
     /// A copy of the whole projection (tests and audit).
@@ -275,14 +294,17 @@ impl Engine {
         f(nb)
     }
 
-    /// Runs a write: `plan` sees the current state and returns the changes;
-    /// an empty plan commits nothing and answers `changed: false`.
+    /// Runs a write of tool `operation`: `plan` sees the current state, the
+    /// path and the time the event will carry (lock checks use it, §8.5),
+    /// and returns the changes; an empty plan commits nothing and answers
+    /// `changed: false`. A `locked` refusal is put on record (§8.5).
     pub fn write(
         &self,
         path: &str,
         actor: &Actor,
         presence: Presence,
-        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath) -> Result<Plan, ToolError>,
+        operation: &'static str,
+        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath, i64) -> Result<Plan, ToolError>,
     ) -> Result<Map<String, Value>, ToolError> {
         let np = self.root.resolve(path)?;
         let mut inner = self.inner.lock();
@@ -307,9 +329,79 @@ impl Engine {
             }
         }
         let nb = inner.ws.notebook(&np.rel);
-        let plan = plan(nb, &np)?;
+        let now = now_ms().max(inner.ws.head_timestamp_ms);
+        let plan = match plan(nb, &np, now) {
+            Ok(p) => p,
+            Err(e) if e.code == "locked" => {
+                return Err(self.reject(&mut inner, &np, actor, operation, now, e));
+            }
+            Err(e) => return Err(e),
+        };
+        self.finish(&mut inner, std::slice::from_ref(&np), actor, plan, now)
+    }
+
+    /// A write over two notebooks (copy or move from `src` to `dest`, which
+    /// may be the same): both are synced, the planner sees both, and the
+    /// result is one event in both feeds.
+    pub fn write_pair(
+        &self,
+        src: &str,
+        dest: &str,
+        actor: &Actor,
+        operation: &'static str,
+        plan: impl FnOnce(
+            &NotebookState,
+            &NotebookState,
+            &NotebookPath,
+            &NotebookPath,
+            i64,
+        ) -> Result<Plan, ToolError>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let s = self.root.resolve(src)?;
+        let d = self.root.resolve(dest)?;
+        let mut inner = self.inner.lock();
+        if let Some(rid) = &actor.request_id
+            && let Some(prev) = self.replayed(&inner, &actor.client_name, rid)?
+        {
+            return Ok(prev);
+        }
+        self.sync(&mut inner, &s)?;
+        if d.rel != s.rel {
+            self.sync(&mut inner, &d)?;
+        }
+        let missing = || ToolError::internal("notebook state missing after sync");
+        let now = now_ms().max(inner.ws.head_timestamp_ms);
+        let planned = {
+            let sn = inner.ws.notebook(&s.rel).ok_or_else(missing)?;
+            let dn = inner.ws.notebook(&d.rel).ok_or_else(missing)?;
+            plan(sn, dn, &s, &d, now)
+        };
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) if e.code == "locked" => {
+                return Err(self.reject(&mut inner, &s, actor, operation, now, e));
+            }
+            Err(e) => return Err(e),
+        };
+        let nps = if d.rel == s.rel { vec![s] } else { vec![s, d] };
+        self.finish(&mut inner, &nps, actor, plan, now)
+    }
+
+    /// Commits a plan over `nps` (or answers `changed: false` for an empty
+    /// one) and shapes the result every write shares.
+    fn finish(
+        &self,
+        inner: &mut Inner,
+        nps: &[NotebookPath],
+        actor: &Actor,
+        plan: Plan,
+        now: i64,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let last = nps
+            .last()
+            .ok_or_else(|| ToolError::internal("a write without a notebook"))?;
         if plan.changes.is_empty() {
-            let nb = inner.ws.notebook(&np.rel);
+            let nb = inner.ws.notebook(&last.rel);
             let current = nb.map_or(0, |n| n.current_version);
             let mut result = match nb {
                 Some(nb) => (plan.result)(current, nb),
@@ -326,9 +418,9 @@ impl Engine {
             timestamp_ms: 0,
             client_name: actor.client_name.clone(),
             operation: plan.operation.to_owned(),
-            paths: vec![np.rel.clone()],
+            paths: nps.iter().map(|np| np.rel.clone()).collect(),
             cell_ids: plan.cell_ids,
-            overrode_locks: Vec::new(),
+            overrode_locks: plan.overrode_locks,
             request_id: actor.request_id.clone(),
             result: String::new(),
             summary: plan.summary,
@@ -337,13 +429,104 @@ impl Engine {
         };
         let make = plan.result;
         let client = actor.client_name.clone();
-        self.commit(&mut inner, &np, event, true, move |version, nb| {
+        let overrode = event.overrode_locks.clone();
+        self.commit_many(inner, nps, event, now, true, move |version, nb| {
             let mut r = make(version, nb);
             r.insert("version".into(), json!(version));
             r.insert("changed".into(), json!(true));
             r.insert("client_name".into(), json!(client));
+            // A forced write says whose lock it went past (§4 Locks).
+            match overrode.as_slice() {
+                [] => {}
+                [(_, owner)] => {
+                    r.insert("overrode_lock".into(), json!(owner));
+                }
+                many => {
+                    let list: Vec<Value> = many
+                        .iter()
+                        .map(|(c, o)| json!({"cell_id": c, "owner": o}))
+                        .collect();
+                    r.insert("overrode_locks".into(), Value::Array(list));
+                }
+            }
             r
         })
+    }
+
+    /// Records a write refused with `locked` as a `rejected` event (unless
+    /// this client's refusal on the same lock acquisition is already on
+    /// record) and returns the error carrying `rejected_version`.
+    fn reject(
+        &self,
+        inner: &mut Inner,
+        np: &NotebookPath,
+        actor: &Actor,
+        operation: &'static str,
+        now: i64,
+        err: ToolError,
+    ) -> ToolError {
+        let Some(nb) = inner.ws.notebook(&np.rel) else {
+            return err;
+        };
+        let held: Vec<(String, crate::projections::Lock)> = err
+            .details
+            .get("locks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["cell_id"].as_str())
+            .filter_map(|id| nb.lock_at(id, now).map(|l| (id.to_owned(), l.clone())))
+            .collect();
+        let mut earlier = 0;
+        let mut changes = Vec::new();
+        for (cell_id, lock) in &held {
+            let key = (actor.client_name.clone(), cell_id.clone(), lock.acquired_at);
+            match nb.rejected.get(&key) {
+                Some(&v) => earlier = earlier.max(v),
+                None => changes.push(crate::events::Change::Rejected {
+                    path: np.rel.clone(),
+                    cell_id: cell_id.clone(),
+                    holder: lock.owner.clone(),
+                    acquired_at: lock.acquired_at,
+                    expires_at: lock.expires_at,
+                }),
+            }
+        }
+        if changes.is_empty() {
+            return if earlier > 0 {
+                err.with("rejected_version", earlier)
+            } else {
+                err
+            };
+        }
+        let holders: Vec<String> = held
+            .iter()
+            .map(|(c, l)| format!("{c} by {}", l.owner))
+            .collect();
+        let event = Event {
+            version: 0,
+            timestamp_ms: 0,
+            client_name: actor.client_name.clone(),
+            operation: operation.to_owned(),
+            paths: vec![np.rel.clone()],
+            cell_ids: held.iter().map(|(c, _)| c.clone()).collect(),
+            overrode_locks: Vec::new(),
+            request_id: None,
+            result: String::new(),
+            summary: format!("{operation} refused: locked ({})", holders.join(", "))
+                .chars()
+                .take(200)
+                .collect(),
+            changes,
+            files: Vec::new(),
+        };
+        match self.commit(inner, np, event, now, false, |_, _| Map::new()) {
+            Ok(_) => err.with("rejected_version", inner.ws.head),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record a rejected write");
+                err
+            }
+        }
     }
 
     /// The stored result of an earlier call with the same request_id.
@@ -374,64 +557,95 @@ impl Engine {
         &self,
         inner: &mut Inner,
         np: &NotebookPath,
+        event: Event,
+        timestamp_ms: i64,
+        write_file: bool,
+        result: impl FnOnce(u64, &NotebookState) -> Map<String, Value>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        self.commit_many(
+            inner,
+            std::slice::from_ref(np),
+            event,
+            timestamp_ms,
+            write_file,
+            result,
+        )
+    }
+
+    /// [`Engine::commit`] for an event over several notebooks (a copy or
+    /// move between two): each file gets its temp sibling before the one
+    /// append, and is swapped in after it. `result` sees the last notebook.
+    fn commit_many(
+        &self,
+        inner: &mut Inner,
+        nps: &[NotebookPath],
         mut event: Event,
+        timestamp_ms: i64,
         write_file: bool,
         result: impl FnOnce(u64, &NotebookState) -> Map<String, Value>,
     ) -> Result<Map<String, Value>, ToolError> {
         let version = inner.ws.head + 1;
-        let timestamp_ms = now_ms().max(inner.ws.head_timestamp_ms);
+        // Times never decrease along versions (§8.5).
+        let timestamp_ms = timestamp_ms.max(inner.ws.head_timestamp_ms);
         event.version = version;
         event.timestamp_ms = timestamp_ms;
 
         let mut trial = Workspace::default();
-        if let Some(nb) = inner.ws.notebook(&np.rel) {
-            trial.notebooks.insert(np.rel.clone(), nb.clone());
+        for np in nps {
+            if let Some(nb) = inner.ws.notebook(&np.rel) {
+                trial.notebooks.insert(np.rel.clone(), nb.clone());
+            }
         }
-        let before = inner.disk.get(&np.rel).map(|(_, h)| *h);
-        // Fold once without file info to render, then record the file.
+        // Fold once without file info to render, then record the files.
         trial.apply_to_notebooks(&event);
-        let nb = trial
-            .notebooks
-            .get(&np.rel)
-            .ok_or_else(|| ToolError::internal("event did not create its notebook"))?;
-        let mut tmp = None;
-        let mut cache = None;
+        let missing = || ToolError::internal("event did not create its notebook");
+        let mut temps: Vec<(PathBuf, Hash, RenderCache)> = Vec::new();
         if write_file {
-            let (file, c) = render(nb, inner.renders.get(&np.rel));
-            let (path, after) = write_temp(&np.abs, &file)?;
-            tmp = Some((path, after));
-            cache = Some(c);
-            event.files.push(FileWrite {
-                path: np.rel.clone(),
-                before,
-                after,
-                written: true,
-            });
+            for np in nps {
+                let nb = trial.notebooks.get(&np.rel).ok_or_else(missing)?;
+                let (file, cache) = render(nb, inner.renders.get(&np.rel));
+                let written = write_temp(&np.abs, &file);
+                let (tmp, after) = match written {
+                    Ok(w) => w,
+                    Err(e) => {
+                        for (t, _, _) in &temps {
+                            let _ = fs::remove_file(t);
+                        }
+                        return Err(e);
+                    }
+                };
+                event.files.push(FileWrite {
+                    path: np.rel.clone(),
+                    before: inner.disk.get(&np.rel).map(|(_, h)| *h),
+                    after,
+                    written: true,
+                });
+                temps.push((tmp, after, cache));
+            }
         }
-        let answer = result(version, nb);
+        let last = nps.last().ok_or_else(missing)?;
+        let answer = result(version, trial.notebooks.get(&last.rel).ok_or_else(missing)?);
         event.result = Value::Object(answer.clone()).to_string();
-        if let Some(f) = event.files.first()
-            && let Some(nb) = trial.notebooks.get_mut(&np.rel)
-        {
-            nb.file = Some(f.clone());
+        for f in &event.files {
+            if let Some(nb) = trial.notebooks.get_mut(&f.path) {
+                nb.file = Some(f.clone());
+            }
         }
 
         if let Err(e) = self.store.append(&event) {
-            if let Some((t, _)) = &tmp {
+            for (t, _, _) in &temps {
                 let _ = fs::remove_file(t);
             }
             return Err(store_error(e));
         }
-        if let Some((t, after)) = tmp {
-            // The event is durable; a failed rename is healed at start-up
+        for (np, (tmp, after, cache)) in nps.iter().zip(temps) {
+            // The event is durable; a failed swap is healed at start-up
             // from the event's file record.
-            if let Err(e) = replace(&t, &np.abs) {
+            if let Err(e) = replace(&tmp, &np.abs) {
                 tracing::error!(path = %np.rel, error = %e, "rename after commit failed");
             }
             self.mark_disk(inner, np, after);
-        }
-        if let Some(c) = cache {
-            inner.renders.insert(np.rel.clone(), c);
+            inner.renders.insert(np.rel.clone(), cache);
         }
         // Installing the trial notebooks plus the global fold is exactly
         // `Workspace::apply(&event)`, without refolding the notebooks.
@@ -439,6 +653,8 @@ impl Engine {
             inner.ws.notebooks.insert(path, nb);
         }
         inner.ws.apply_global(&event);
+        // Only now, after the flush, may a long-poll see it (§8.9).
+        self.head_tx.send_replace(inner.ws.head);
         if inner.ws.head - inner.checkpointed >= CHECKPOINT_EVERY
             && let Err(e) = self.write_checkpoint(inner)
         {
@@ -506,7 +722,14 @@ impl Engine {
                 }
                 let cell_ids = changed_cells(&changes);
                 let summary = format!("outside change to {} ({} changes)", np.rel, changes.len());
-                let event = outside_event(
+                // Locks do not stop an outside change, but it is recorded as
+                // overriding the ones it touched (§8.8).
+                let now = now_ms().max(inner.ws.head_timestamp_ms);
+                let overrode: Vec<(String, String)> = cell_ids
+                    .iter()
+                    .filter_map(|c| old.lock_at(c, now).map(|l| (c.clone(), l.owner.clone())))
+                    .collect();
+                let mut event = outside_event(
                     OP_EXTERNAL,
                     np,
                     cell_ids,
@@ -515,7 +738,8 @@ impl Engine {
                     Some(known_hash),
                     hash,
                 );
-                self.commit(inner, np, event, false, |_, _| Map::new())?;
+                event.overrode_locks = overrode;
+                self.commit(inner, np, event, now, false, |_, _| Map::new())?;
                 inner.disk.insert(np.rel.clone(), (stamp, hash));
             }
             None => {
@@ -541,9 +765,9 @@ impl Engine {
                     // Its current bytes are the write's `before`.
                     event.files.clear();
                     inner.disk.insert(np.rel.clone(), (stamp, hash));
-                    self.commit(inner, np, event, true, |_, _| Map::new())?;
+                    self.commit(inner, np, event, now_ms(), true, |_, _| Map::new())?;
                 } else {
-                    self.commit(inner, np, event, false, |_, _| Map::new())?;
+                    self.commit(inner, np, event, now_ms(), false, |_, _| Map::new())?;
                     inner.disk.insert(np.rel.clone(), (stamp, hash));
                 }
             }

@@ -11,4 +11,5 @@ pub mod notebook;
 pub mod paths;
 pub mod projections;
 pub mod store;
+pub mod time;
 pub mod tools;

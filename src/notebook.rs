@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::events::{Cell, CellType, Change, Header};
+use crate::events::{Cell, CellType, Change, Hash, Header};
 use crate::ipynb::{self, RawCell, RawNotebook};
 use crate::projections::NotebookState;
 
@@ -182,7 +182,6 @@ pub fn import(path: &str, raw: &RawNotebook, reuse: Option<&NotebookState>) -> I
 /// cells by LCS over (type, source); the rest are new. Removed cells are
 /// deleted (recoverable).
 pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
-    let path = old.path.as_str();
     // 1. Give every new cell an id: its own when unique and known or new,
     //    else an LCS match, else a fresh one.
     let mut ids: Vec<Option<String>> = Vec::with_capacity(raw.cells.len());
@@ -222,24 +221,55 @@ pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
         })
         .collect();
 
+    let cells: Vec<Arc<Cell>> = raw
+        .cells
+        .iter()
+        .zip(final_ids)
+        .map(|(rc, id)| Arc::new(cell_of(rc, id)))
+        .collect();
+    transform(old, &header_of(raw), &cells, None)
+}
+
+/// The changes that turn `old` into exactly `header` + `cells` (ids
+/// decide identity): header, deletions back to front (releasing their
+/// locks, §8.5), then inserts and moves front to back with content changes.
+/// A cell whose id was deleted comes back under that id. `actor` is whoever
+/// makes the change, for marking lock releases as forced; `None` is an
+/// outside change, which forces every lock it touches.
+pub fn transform(
+    old: &NotebookState,
+    header: &Header,
+    cells: &[Arc<Cell>],
+    actor: Option<(&str, i64)>,
+) -> Vec<Change> {
+    let path = old.path.as_str();
     let mut changes = Vec::new();
-    let new_header = header_of(raw);
-    if new_header != old.header {
+    if *header != old.header {
         changes.push(Change::HeaderSet {
             path: path.to_owned(),
             before: old.header.clone(),
-            after: new_header,
+            after: header.clone(),
         });
     }
-
-    // 2. Deletions, back to front so recorded indexes are exact.
-    let keep: HashSet<&str> = final_ids.iter().map(String::as_str).collect();
+    let keep: HashSet<&str> = cells.iter().map(|c| c.id.as_str()).collect();
     let mut order: Vec<Arc<Cell>> = old.cells.iter().map(|c| c.cell.clone()).collect();
     let mut i = order.len();
     while i > 0 {
         i -= 1;
         if !keep.contains(order[i].id.as_str()) {
             let cell = order.remove(i);
+            if let Some(lock) = old.locks.get(&cell.id) {
+                let forced = match actor {
+                    Some((who, now)) => lock.holds_at(now) && lock.owner != who,
+                    None => true,
+                };
+                changes.push(Change::LockReleased {
+                    path: path.to_owned(),
+                    cell_id: cell.id.clone(),
+                    owner: lock.owner.clone(),
+                    forced,
+                });
+            }
             changes.push(Change::CellDeleted {
                 path: path.to_owned(),
                 index: i as u32,
@@ -248,42 +278,108 @@ pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
             });
         }
     }
-
-    // 3. Inserts and moves, front to back, then content.
     let by_id: HashMap<&str, &Arc<Cell>> = old
         .cells
         .iter()
         .map(|c| (c.cell.id.as_str(), &c.cell))
         .collect();
-    for (target, (rc, id)) in raw.cells.iter().zip(&final_ids).enumerate() {
-        let new_cell = cell_of(rc, id.clone());
-        match by_id.get(id.as_str()) {
+    for (target, cell) in cells.iter().enumerate() {
+        match by_id.get(cell.id.as_str()) {
             None => {
-                let cell = Arc::new(new_cell);
                 order.insert(target, cell.clone());
                 changes.push(Change::CellInserted {
                     path: path.to_owned(),
                     index: target as u32,
-                    cell,
+                    cell: cell.clone(),
                 });
             }
             Some(prev) => {
-                let from = order.iter().position(|c| &c.id == id).unwrap_or(target);
+                let from = order.iter().position(|c| c.id == cell.id).unwrap_or(target);
                 if from != target {
                     let c = order.remove(from);
                     order.insert(target, c);
                     changes.push(Change::CellMoved {
                         path: path.to_owned(),
-                        cell_id: id.clone(),
+                        cell_id: cell.id.clone(),
                         from: from as u32,
                         to: target as u32,
                     });
                 }
-                changes.extend(content_change(path, prev, new_cell));
+                changes.extend(content_change(path, prev, (**cell).clone()));
             }
         }
     }
     changes
+}
+
+/// The canonical content of a notebook for snapshots (§8.6): header and
+/// cells in order, code cells with `outputs` (multi-line strings joined, as
+/// `get_notebook_content` gives them) and `execution_count`, markdown and
+/// raw cells with neither, `attachments` only when present.
+pub fn canonical(header: &Header, cells: &[Arc<Cell>]) -> Value {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let cells: Vec<Value> = cells
+        .iter()
+        .map(|c| {
+            let mut m = Map::new();
+            m.insert("id".into(), Value::String(c.id.clone()));
+            m.insert(
+                "cell_type".into(),
+                Value::String(c.cell_type.as_str().to_owned()),
+            );
+            m.insert("source".into(), Value::String(c.source.clone()));
+            m.insert("metadata".into(), parse(&c.metadata));
+            if c.cell_type == CellType::Code {
+                let outputs = match c.outputs.as_deref().map(parse) {
+                    Some(Value::Array(a)) => a.into_iter().map(joined_output).collect(),
+                    _ => Vec::new(),
+                };
+                m.insert("outputs".into(), Value::Array(outputs));
+                m.insert(
+                    "execution_count".into(),
+                    c.execution_count
+                        .as_deref()
+                        .map(parse)
+                        .unwrap_or(Value::Null),
+                );
+            }
+            if let Some(a) = c.attachments.as_deref() {
+                m.insert("attachments".into(), parse(a));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut nb = Map::new();
+    nb.insert("nbformat".into(), Value::from(header.nbformat));
+    nb.insert("nbformat_minor".into(), Value::from(header.nbformat_minor));
+    nb.insert("metadata".into(), parse(&header.metadata));
+    nb.insert("cells".into(), Value::Array(cells));
+    Value::Object(nb)
+}
+
+/// An output with its multi-line strings (`text`, MIME data) joined.
+fn joined_output(mut o: Value) -> Value {
+    if let Some(obj) = o.as_object_mut() {
+        if let Some(t) = obj.get("text").and_then(ipynb::join_multiline) {
+            obj.insert("text".into(), Value::String(t));
+        }
+        if let Some(Value::Object(data)) = obj.get_mut("data") {
+            // JSON MIME types hold JSON values, not multi-line strings.
+            for (mime, v) in data.iter_mut().filter(|(m, _)| !m.ends_with("json")) {
+                let _ = mime;
+                if let Some(s) = ipynb::join_multiline(v) {
+                    *v = Value::String(s);
+                }
+            }
+        }
+    }
+    o
+}
+
+/// `snapshot_hash`: blake3 of the RFC 8785 (JCS) form of [`canonical`].
+pub fn snapshot_hash(header: &Header, cells: &[Arc<Cell>]) -> Hash {
+    let bytes = serde_jcs::to_vec(&canonical(header, cells)).unwrap_or_default();
+    *blake3::hash(&bytes).as_bytes()
 }
 
 /// The change that makes `before` into `after` (same id), if any.
@@ -480,5 +576,66 @@ mod tests {
         let want: Vec<&str> = st.cells.iter().rev().map(|c| c.cell.id.as_str()).collect();
         let got: Vec<&str> = after.cells.iter().map(|c| c.cell.id.as_str()).collect();
         assert_eq!(got, want);
+    }
+    fn snap_cells(outputs: &str) -> Vec<Arc<Cell>> {
+        let mut code = Cell::new(
+            "c0de0001".into(),
+            CellType::Code,
+            "x = 1.5\nprint('é')".into(),
+            Some("{\"tags\":[\"a\"]}".into()),
+        );
+        code.outputs = Some(outputs.into());
+        code.execution_count = Some("3".into());
+        let md = Cell::new(
+            "d0c00001".into(),
+            CellType::Markdown,
+            "# Title 🚀".into(),
+            None,
+        );
+        vec![Arc::new(code), Arc::new(md)]
+    }
+
+    fn snap_header() -> Header {
+        Header {
+            nbformat: 4,
+            nbformat_minor: 5,
+            metadata:
+                "{\"kernelspec\":{\"name\":\"python3\",\"display_name\":\"Python 3\"},\"x\":1.0}"
+                    .into(),
+            extra: "{}".into(),
+        }
+    }
+
+    /// Pins the canonical snapshot encoding (§8.6): if this changes, every
+    /// stored snapshot hash would stop matching its content. The value was
+    /// checked independently (Python json + blake3 over the same content).
+    #[test]
+    fn snapshot_hash_is_pinned() {
+        let outputs = r#"[{"name":"stdout","output_type":"stream","text":["1.5\n","é\n"]}]"#;
+        let h = snapshot_hash(&snap_header(), &snap_cells(outputs));
+        assert_eq!(
+            crate::events::codec::hex(&h),
+            "8b644d301aeeb0d710f315709ce85a4d595b1d03f5eee21b659357bf478ffb12"
+        );
+        let canonical =
+            serde_jcs::to_string(&canonical(&snap_header(), &snap_cells(outputs))).unwrap();
+        // JCS: sorted keys, no spaces, 1.0 written as 1, output lines joined.
+        assert!(canonical.starts_with(r#"{"cells":[{"cell_type":"code","execution_count":3,"id":"c0de0001","metadata":{"tags":["a"]},"outputs":[{"name":"stdout","output_type":"stream","text":"1.5\né\n"}]"#), "{canonical}");
+        assert!(canonical.contains(r#""x":1}"#), "{canonical}");
+    }
+
+    #[test]
+    fn equal_content_in_another_shape_has_the_same_hash() {
+        let lines = r#"[{"name":"stdout","output_type":"stream","text":["a\n","b"]}]"#;
+        let joined = r#"[{"name":"stdout","output_type":"stream","text":"a\nb"}]"#;
+        assert_eq!(
+            snapshot_hash(&snap_header(), &snap_cells(lines)),
+            snapshot_hash(&snap_header(), &snap_cells(joined))
+        );
+        let other = r#"[{"name":"stdout","output_type":"stream","text":"a\nc"}]"#;
+        assert_ne!(
+            snapshot_hash(&snap_header(), &snap_cells(lines)),
+            snapshot_hash(&snap_header(), &snap_cells(other))
+        );
     }
 }

@@ -74,6 +74,7 @@ fn actor(name: &str) -> Actor {
     Actor {
         client_name: name.into(),
         request_id: None,
+        named: true,
     }
 }
 
@@ -1099,11 +1100,17 @@ fn golden_log() -> (tempfile::TempDir, PathBuf) {
             5,
             62_000,
             "eve",
-            "rejected",
+            "update_cell",
             &["c1"],
-            "update_cell refused: c1 is locked by ben",
+            "update_cell refused: locked (c1 by ben)",
             &[],
-            vec![],
+            vec![Change::Rejected {
+                path: "n.ipynb".into(),
+                cell_id: "c1".into(),
+                holder: "ben".into(),
+                acquired_at: 60_000,
+                expires_at: 660_000,
+            }],
         ),
         hand_event(
             6,

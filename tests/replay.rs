@@ -7,6 +7,7 @@ use nbledger::engine::{Actor, Engine};
 use nbledger::ipynb;
 use nbledger::projections::Workspace;
 use nbledger::tools::edit::{self, CellSpec};
+use nbledger::tools::{locks, snapshots, transfer};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -45,6 +46,31 @@ enum Op {
         source: String,
         drop: bool,
     },
+    Lock {
+        cells: Vec<usize>,
+        ttl: u64,
+    },
+    Unlock {
+        cell: Option<usize>,
+        force: bool,
+    },
+    Snapshot {
+        name: u8,
+    },
+    Restore {
+        name: u8,
+        force: bool,
+    },
+    Recover {
+        which: usize,
+    },
+    /// Within n.ipynb, or out to m.ipynb and back.
+    Move {
+        cells: Vec<usize>,
+        at: usize,
+        across: bool,
+        force: bool,
+    },
     Restart,
 }
 
@@ -59,6 +85,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::collection::vec(any::<usize>(), 1..3).prop_map(|cells| Op::DeleteMany { cells }),
         1 => (any::<usize>(), 0u8..3).prop_map(|(cell, to)| Op::Retype { cell, to }),
         1 => (any::<usize>(), src, any::<bool>()).prop_map(|(cell, source, drop)| Op::Outside { cell, source, drop }),
+        2 => (proptest::collection::vec(any::<usize>(), 1..3), 1u64..3).prop_map(|(cells, ttl)| Op::Lock { cells, ttl: ttl * 600 }),
+        1 => (proptest::option::of(any::<usize>()), any::<bool>()).prop_map(|(cell, force)| Op::Unlock { cell, force }),
+        1 => (0u8..3).prop_map(|name| Op::Snapshot { name }),
+        1 => (0u8..3, any::<bool>()).prop_map(|(name, force)| Op::Restore { name, force }),
+        1 => any::<usize>().prop_map(|which| Op::Recover { which }),
+        2 => (proptest::collection::vec(any::<usize>(), 1..3), any::<usize>(), any::<bool>(), any::<bool>())
+            .prop_map(|(cells, at, across, force)| Op::Move { cells, at, across, force }),
         1 => Just(Op::Restart),
     ]
 }
@@ -79,6 +112,7 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
     let actor = Actor {
         client_name: format!("agent-{}", step % 3),
         request_id: None,
+        named: true,
     };
     let cur = ids(engine);
     let head = engine.store().head();
@@ -133,7 +167,7 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
                     index: None,
                     source,
                     expected_version: cas.then(|| head.saturating_sub(2)),
-                    force: None,
+                    force: Some(step.is_multiple_of(4)),
                     client_name: None,
                     request_id: None,
                 },
@@ -211,6 +245,122 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
             std::fs::write(&file, serde_json::to_vec_pretty(&nb).unwrap()).unwrap();
             return;
         }
+        Op::Lock { cells, ttl } => {
+            if cur.is_empty() {
+                return;
+            }
+            locks::lock_cells(
+                engine,
+                locks::LockArgs {
+                    path: "n.ipynb".into(),
+                    cell_ids: Some(cells.iter().filter_map(|&k| pick(&cur, k)).collect()),
+                    cell_id: None,
+                    client_name: None,
+                    owner: None,
+                    ttl_seconds: Some(ttl),
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
+        Op::Unlock { cell, force } => locks::unlock_cells(
+            engine,
+            locks::UnlockArgs {
+                path: "n.ipynb".into(),
+                cell_ids: cell.and_then(|k| pick(&cur, k)).map(|c| vec![c]),
+                cell_id: None,
+                client_name: None,
+                owner: None,
+                force: Some(force),
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::Snapshot { name } => snapshots::snapshot_notebook(
+            engine,
+            snapshots::SnapshotArgs {
+                path: "n.ipynb".into(),
+                name: format!("s{name}"),
+                description: None,
+                overwrite: Some(true),
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::Restore { name, force } => snapshots::restore_snapshot(
+            engine,
+            snapshots::RestoreArgs {
+                path: "n.ipynb".into(),
+                name: format!("s{name}"),
+                force: Some(force),
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::Recover { which } => {
+            let mut deleted: Vec<String> = engine.workspace().notebooks["n.ipynb"]
+                .deleted
+                .keys()
+                .cloned()
+                .collect();
+            deleted.sort();
+            let Some(id) = pick(&deleted, which) else {
+                return;
+            };
+            edit::recover_cell(
+                engine,
+                edit::RecoverArgs {
+                    path: "n.ipynb".into(),
+                    cell_id: id,
+                    index: None,
+                    after_cell_id: None,
+                    before_cell_id: None,
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
+        Op::Move {
+            cells,
+            at,
+            across,
+            force,
+        } => {
+            // Across: half the time from n to m, else from m back to n.
+            let m_ids: Vec<String> = engine.workspace().notebooks["m.ipynb"]
+                .cells
+                .iter()
+                .map(|c| c.cell.id.clone())
+                .collect();
+            let (from, to, pool, dest_len) = match (across, at % 2 == 0) {
+                (false, _) => ("n.ipynb", "n.ipynb", &cur, cur.len()),
+                (true, true) => ("n.ipynb", "m.ipynb", &cur, m_ids.len()),
+                (true, false) => ("m.ipynb", "n.ipynb", &m_ids, cur.len()),
+            };
+            if pool.is_empty() {
+                return;
+            }
+            let mut chosen: Vec<String> = cells.iter().filter_map(|&k| pick(pool, k)).collect();
+            chosen.dedup();
+            transfer::move_cells(
+                engine,
+                transfer::TransferArgs {
+                    source_path: from.into(),
+                    dest_path: Some(to.into()),
+                    cell_ids: Some(chosen),
+                    cell_id: None,
+                    dest_cell_id: None,
+                    dest_index: Some((at % (dest_len + 1)) as i64),
+                    force: Some(force),
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            )
+        }
         Op::Restart => return,
     };
 }
@@ -273,7 +423,12 @@ proptest! {
             path: "n.ipynb".into(),
             cells: Some(vec![CellSpec { source: "seed".into(), cell_type: None, metadata: None }]),
             kernel_name: None, client_name: None, request_id: None,
-        }, &Actor { client_name: "setup".into(), request_id: None }).unwrap();
+        }, &Actor { client_name: "setup".into(), request_id: None, named: true }).unwrap();
+        edit::create_notebook(&engine, edit::CreateArgs {
+            path: "m.ipynb".into(),
+            cells: Some(vec![CellSpec { source: "m".into(), cell_type: None, metadata: None }]),
+            kernel_name: None, client_name: None, request_id: None,
+        }, &Actor { client_name: "setup".into(), request_id: None, named: true }).unwrap();
 
         for (step, op) in ops.iter().enumerate() {
             if matches!(op, Op::Restart) {
@@ -286,8 +441,12 @@ proptest! {
                 continue;
             }
             apply(&engine, root, op, step);
+            // An op that found nothing to do did not touch the notebook; a
+            // read takes in any pending outside edit before comparing.
+            if !matches!(op, Op::Outside { .. }) {
+                let _ = engine.read("n.ipynb", |_| Ok(()));
+            }
             let live = engine.workspace();
-            // A read syncs outside edits, so compare after the state settled.
             if !matches!(op, Op::Outside { .. }) {
                 prop_assert_eq!(&replayed(&engine), &live, "replay differs after {:?}", op);
                 prop_assert_eq!(file_cells(root), state_cells(&live), "file differs after {:?}", op);
@@ -322,6 +481,7 @@ fn insert(engine: &Engine, source: &str) {
         &Actor {
             client_name: "a".into(),
             request_id: Some(format!("r-{source}")),
+            named: true,
         },
     )
     .unwrap();
@@ -346,6 +506,7 @@ fn checkpoint_plus_tail_replay_equals_live_and_bad_checkpoints_are_ignored() {
         &Actor {
             client_name: "a".into(),
             request_id: None,
+            named: true,
         },
     )
     .unwrap();
@@ -399,6 +560,7 @@ fn checkpoint_plus_tail_replay_equals_live_and_bad_checkpoints_are_ignored() {
             &Actor {
                 client_name: "b".into(),
                 request_id: None,
+                named: true,
             },
         )
         .unwrap();

@@ -11,8 +11,9 @@
 //! deleted cell keeps its lines' authors and gets them back if it returns
 //! under its id (recovery, or an outside edit that restores it).
 //!
-//! Seam: when cells move between notebooks (`move_cells`, `copy_cells`),
-//! the destination's blame should continue the source notebook's table.
+//! A cell copied or moved in from another notebook brings its lines'
+//! authors: the source notebook is folded the same way up to just before
+//! the move, and the cell's table continues from there.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -82,11 +83,23 @@ fn carry(old: &str, old_authors: &[usize], new: &str, author: usize) -> Vec<usiz
     out
 }
 
-/// Blames notebook `path` (a key in the log) at the head.
-pub fn blame(audit: &Audit, path: &str) -> Result<Blame, AuditError> {
-    let versions = audit.store().notebook_versions(path, 0, usize::MAX)?;
+/// Each live cell's line authors in notebook `path` after the events of
+/// it up to `until`, with its folded state. `authors` collects every event
+/// seen (shared across notebooks when a cell came from another one).
+struct Lines {
+    ws: Workspace,
+    live: HashMap<String, Vec<usize>>,
+}
+
+fn attribute(
+    audit: &Audit,
+    path: &str,
+    until: u64,
+    authors: &mut Vec<Author>,
+) -> Result<Lines, AuditError> {
+    let mut versions = audit.store().notebook_versions(path, 0, usize::MAX)?;
+    versions.retain(|v| *v <= until);
     let mut ws = Workspace::default();
-    let mut authors: Vec<Author> = Vec::with_capacity(versions.len());
     // Per live cell: the author of each line of its source.
     let mut live: HashMap<String, Vec<usize>> = HashMap::new();
     // Per deleted cell: its last source and its lines' authors.
@@ -105,6 +118,30 @@ pub fn blame(audit: &Audit, path: &str) -> Result<Blame, AuditError> {
                     let a = match gone.remove(&cell.id) {
                         Some((src, a)) => carry(&src, &a, &cell.source, me),
                         None => vec![me; lines(&cell.source).len()],
+                    };
+                    live.insert(cell.id.clone(), a);
+                }
+                Change::CellCopied {
+                    cell,
+                    from_path,
+                    from_id,
+                    ..
+                }
+                | Change::CellMovedIn {
+                    cell,
+                    from_path,
+                    from_id,
+                    ..
+                } => {
+                    // The lines keep the authors they had in the source.
+                    let before = attribute(audit, from_path, event.version - 1, authors)?;
+                    let src = before.ws.notebook(from_path).and_then(|nb| {
+                        nb.position(from_id)
+                            .map(|i| nb.cells[i].cell.source.clone())
+                    });
+                    let a = match (src, before.live.get(from_id)) {
+                        (Some(src), Some(a)) => carry(&src, a, &cell.source, me),
+                        _ => vec![me; lines(&cell.source).len()],
                     };
                     live.insert(cell.id.clone(), a);
                 }
@@ -129,14 +166,28 @@ pub fn blame(audit: &Audit, path: &str) -> Result<Blame, AuditError> {
                         gone.insert(cell.id.clone(), (cell.source.clone(), a));
                     }
                 }
+                Change::CellMovedOut { cell_id, .. } => {
+                    live.remove(cell_id);
+                }
                 Change::CellReplaced { .. }
                 | Change::CellMoved { .. }
                 | Change::NotebookCreated { .. }
-                | Change::HeaderSet { .. } => {}
+                | Change::HeaderSet { .. }
+                | Change::LockAcquired { .. }
+                | Change::LockReleased { .. }
+                | Change::SnapshotTaken { .. }
+                | Change::Rejected { .. } => {}
             }
         }
         ws.apply_to_notebooks(&event);
     }
+    Ok(Lines { ws, live })
+}
+
+/// Blames notebook `path` (a key in the log) at the head.
+pub fn blame(audit: &Audit, path: &str) -> Result<Blame, AuditError> {
+    let mut authors: Vec<Author> = Vec::new();
+    let Lines { mut ws, live } = attribute(audit, path, u64::MAX, &mut authors)?;
     let nb = ws
         .notebooks
         .remove(path)

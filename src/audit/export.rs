@@ -31,7 +31,17 @@
 //!   - `cell_replaced`: `{kind, path, cell_id, before: Cell, after: Cell}`
 //!   - `cell_deleted`: `{kind, path, index, after_cell_id: string | null,
 //!     cell: Cell}` (the whole cell, for recovery)
-//!   - `cell_moved`: `{kind, path, cell_id, from, to}`
+//!   - `cell_moved`: `{kind, path, cell_id, from, to}` (within a notebook)
+//!   - `cell_copied`: `{kind, path, index, cell: Cell, from_path, from_id}`
+//!   - `cell_moved_out`: `{kind, path, cell_id, index, to_path, to_id}`
+//!   - `cell_moved_in`: `{kind, path, index, cell: Cell, from_path, from_id}`
+//!   - `lock_acquired`: `{kind, path, cell_id, owner, acquired_at, expires_at}`
+//!     (times RFC 3339; a renewal repeats `acquired_at`)
+//!   - `lock_released`: `{kind, path, cell_id, owner, forced}`
+//!   - `snapshot_taken`: `{kind, path, name, snapshot_hash, description,
+//!     header: Header, cells: [Cell]}`
+//!   - `rejected`: `{kind, path, cell_id, holder, lock_acquired_at,
+//!     lock_expires_at}` (a write refused by that lock; changes nothing)
 //! - `Header`: `{nbformat, nbformat_minor, metadata: object, extra: object}`
 //!   (`extra`: unknown top-level keys of the file).
 //! - `Cell`: `{id, cell_type, source, metadata: object}` plus `outputs:
@@ -51,7 +61,14 @@
 //! | `update_cell`, `batch_update_cells` | `source_set`+ |
 //! | `delete_cell` | `cell_deleted`+ (back to front) |
 //! | `change_cell_type` | `cell_replaced` |
-//! | `rejected` | none (the refused tool, cells and holders are in `summary`, `cell_ids`, `overrode_locks`) |
+//! | `delete_cell` of a locked cell | `lock_released` before its `cell_deleted` |
+//! | `recover_cell` | `cell_inserted` (the deleted cell, same id) |
+//! | `lock_cells` / `unlock_cells` | `lock_acquired`+ / `lock_released`+ |
+//! | `snapshot_notebook` | `snapshot_taken` |
+//! | `restore_snapshot` | `snapshot_taken` (`pre-restore-<version>`), then as `external_change` |
+//! | `copy_cells` | `cell_copied`+ |
+//! | `move_cells` | `cell_moved`+ within a notebook; across: `lock_released`*, `cell_moved_out`+, `cell_moved_in`+, `lock_acquired`* |
+//! | any write refused with `locked` | `rejected`+ (operation is the refused tool; `rejected: true`) |
 //!
 //! A change to this shape gets a new schema number; fields are only ever
 //! added within a schema.
@@ -65,6 +82,7 @@ use super::text::{hex, json_line};
 use super::{Audit, AuditError};
 use crate::events::{Cell, Change, Event, FileWrite, Header};
 use crate::store::Record;
+use crate::time::rfc3339;
 
 /// The schema number of `body`.
 pub const EXPORT_SCHEMA: u32 = 1;
@@ -177,6 +195,104 @@ fn change_json(c: &Change) -> Value {
             "cell_id": cell_id,
             "from": from,
             "to": to,
+        }),
+        Change::LockAcquired {
+            path,
+            cell_id,
+            owner,
+            acquired_at,
+            expires_at,
+        } => json!({
+            "kind": "lock_acquired",
+            "path": path,
+            "cell_id": cell_id,
+            "owner": owner,
+            "acquired_at": rfc3339(*acquired_at),
+            "expires_at": rfc3339(*expires_at),
+        }),
+        Change::LockReleased {
+            path,
+            cell_id,
+            owner,
+            forced,
+        } => json!({
+            "kind": "lock_released",
+            "path": path,
+            "cell_id": cell_id,
+            "owner": owner,
+            "forced": forced,
+        }),
+        Change::Rejected {
+            path,
+            cell_id,
+            holder,
+            acquired_at,
+            expires_at,
+        } => json!({
+            "kind": "rejected",
+            "path": path,
+            "cell_id": cell_id,
+            "holder": holder,
+            "lock_acquired_at": rfc3339(*acquired_at),
+            "lock_expires_at": rfc3339(*expires_at),
+        }),
+        Change::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header,
+            cells,
+        } => json!({
+            "kind": "snapshot_taken",
+            "path": path,
+            "name": name,
+            "snapshot_hash": hex(hash),
+            "description": description,
+            "header": header_json(header),
+            "cells": cells.iter().map(|c| cell_json(c)).collect::<Vec<_>>(),
+        }),
+        Change::CellCopied {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => json!({
+            "kind": "cell_copied",
+            "path": path,
+            "index": index,
+            "cell": cell_json(cell),
+            "from_path": from_path,
+            "from_id": from_id,
+        }),
+        Change::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        } => json!({
+            "kind": "cell_moved_out",
+            "path": path,
+            "cell_id": cell_id,
+            "index": index,
+            "to_path": to_path,
+            "to_id": to_id,
+        }),
+        Change::CellMovedIn {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => json!({
+            "kind": "cell_moved_in",
+            "path": path,
+            "index": index,
+            "cell": cell_json(cell),
+            "from_path": from_path,
+            "from_id": from_id,
         }),
     }
 }

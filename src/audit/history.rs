@@ -78,6 +78,12 @@ pub struct Entry {
     pub cell_type_after: Option<String>,
     pub index_before: Option<u32>,
     pub index_after: Option<u32>,
+    /// `(path, cell_id)` at the other end of a move or copy.
+    pub moved_from: Option<(String, String)>,
+    pub moved_to: Option<(String, String)>,
+    pub copied_from: Option<(String, String)>,
+    /// A lock taken or released by the event, in words.
+    pub lock: Option<String>,
 }
 
 /// The fields of a whole-cell replacement that differ.
@@ -132,6 +138,10 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
         cell_type_after: None,
         index_before: None,
         index_after: None,
+        moved_from: None,
+        moved_to: None,
+        copied_from: None,
+        lock: None,
     };
     let (mut inserted, mut deleted, mut moved) = (false, false, false);
     let note = |e: &mut Entry, field: &'static str| {
@@ -181,7 +191,61 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
                 e.index_before.get_or_insert(*from);
                 e.index_after = Some(*to);
             }
-            Change::NotebookCreated { .. } | Change::HeaderSet { .. } => {}
+            Change::CellCopied {
+                index,
+                cell,
+                from_path,
+                from_id,
+                ..
+            } => {
+                inserted = true;
+                e.index_after = Some(*index);
+                e.source_after = Some(cell.source.clone());
+                e.cell_type_after = Some(cell.cell_type.as_str().to_owned());
+                e.copied_from = Some((from_path.clone(), from_id.clone()));
+            }
+            Change::CellMovedIn {
+                index,
+                cell,
+                from_path,
+                from_id,
+                ..
+            } => {
+                moved = true;
+                e.index_after = Some(*index);
+                e.source_after = Some(cell.source.clone());
+                e.moved_from = Some((from_path.clone(), from_id.clone()));
+            }
+            Change::CellMovedOut {
+                index,
+                to_path,
+                to_id,
+                ..
+            } => {
+                moved = true;
+                e.index_before = Some(*index);
+                e.moved_to = Some((to_path.clone(), to_id.clone()));
+            }
+            Change::LockAcquired {
+                owner, expires_at, ..
+            } => {
+                e.lock = Some(format!(
+                    "locked by {} until {}",
+                    escape(owner),
+                    rfc3339_ms(*expires_at)
+                ));
+            }
+            Change::LockReleased { owner, forced, .. } => {
+                e.lock = Some(if *forced {
+                    format!("lock of {} forced open", escape(owner))
+                } else {
+                    format!("lock of {} released", escape(owner))
+                });
+            }
+            Change::NotebookCreated { .. }
+            | Change::HeaderSet { .. }
+            | Change::SnapshotTaken { .. }
+            | Change::Rejected { .. } => {}
         }
     }
     e.action = if inserted && was_deleted {
@@ -384,14 +448,29 @@ fn describe(e: &Entry) -> String {
             }
             s
         }
-        Action::Moved => format!(
-            "moved from index {} to {}",
-            idx(e.index_before),
-            idx(e.index_after)
-        ),
+        Action::Moved => match (&e.moved_from, &e.moved_to) {
+            (Some((p, c)), _) => format!(
+                "moved in from {} ({c}) to index {}",
+                escape(p),
+                idx(e.index_after)
+            ),
+            (_, Some((p, c))) => format!(
+                "moved out to {} ({c}) from index {}",
+                escape(p),
+                idx(e.index_before)
+            ),
+            _ => format!(
+                "moved from index {} to {}",
+                idx(e.index_before),
+                idx(e.index_after)
+            ),
+        },
         Action::Deleted => format!("deleted (was at index {})", idx(e.index_before)),
         Action::Rejected => "write refused".to_owned(),
-        Action::Noted => "named by the event".to_owned(),
+        Action::Noted => e
+            .lock
+            .clone()
+            .unwrap_or_else(|| "named by the event".to_owned()),
     }
 }
 
@@ -419,6 +498,15 @@ pub fn entry_json(e: &Entry, last_source_version: Option<u64>) -> Map<String, Va
         }
     };
     opt(&mut m, "overrode_lock", &e.overrode_lock);
+    for (key, v) in [
+        ("moved_from", &e.moved_from),
+        ("moved_to", &e.moved_to),
+        ("copied_from", &e.copied_from),
+    ] {
+        if let Some((p, c)) = v {
+            m.insert(key.into(), json!({"path": p, "cell_id": c}));
+        }
+    }
     opt(&mut m, "source_before", &e.source_before);
     opt(&mut m, "source_after", &e.source_after);
     opt(&mut m, "cell_type_before", &e.cell_type_before);
@@ -622,8 +710,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rejected_event_without_changes_is_rejected() {
-        let e = entry(&ev(4, "rejected", vec![]), "n.ipynb", "a", false);
+    fn a_rejected_event_is_rejected() {
+        let refused = Change::Rejected {
+            path: "n.ipynb".into(),
+            cell_id: "a".into(),
+            holder: "owner".into(),
+            acquired_at: 1,
+            expires_at: 2,
+        };
+        let e = entry(&ev(4, "update_cell", vec![refused]), "n.ipynb", "a", false);
         assert_eq!(e.action, Action::Rejected);
         assert!(e.rejected);
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::text::{Paint, escape, hex, json_line, rfc3339_ms};
 use super::{Audit, AuditError};
-use crate::events::{Event, OP_REJECTED};
+use crate::events::Event;
 use crate::store::Record;
 
 /// What `log` selects. `since` is exclusive, `until` inclusive (§8.10).
@@ -74,7 +74,7 @@ pub fn forced_owners(event: &Event) -> Vec<&str> {
 
 /// Whether the event is a refused write kept for the audit.
 pub fn is_rejected(event: &Event) -> bool {
-    event.operation == OP_REJECTED
+    event.is_rejected()
 }
 
 /// The cells column: up to three ids, then how many more.

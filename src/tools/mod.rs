@@ -6,7 +6,11 @@
 pub mod args;
 pub mod common;
 pub mod edit;
+pub mod feed;
+pub mod locks;
 pub mod read;
+pub mod snapshots;
+pub mod transfer;
 
 use std::sync::Arc;
 
@@ -41,7 +45,11 @@ impl NotebookServer {
     pub fn new(engine: Arc<Engine>) -> NotebookServer {
         NotebookServer {
             engine,
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router()
+                + Self::lock_router()
+                + Self::log_router()
+                + Self::snapshot_router()
+                + Self::transfer_router(),
         }
     }
 
@@ -81,6 +89,7 @@ fn actor(
     declared: Option<String>,
 ) -> Result<Actor, ToolError> {
     Ok(Actor {
+        named: client.is_some(),
         client_name: common::client_name(client, declared.as_deref())?,
         request_id: common::request_id(rid)?,
     })
@@ -281,6 +290,278 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: edit::ChangeTypeArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             edit::change_cell_type(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_router(router = lock_router)]
+impl NotebookServer {
+    #[tool(
+        name = "lock_cells",
+        description = "Claim cells you are about to work on so other agents' writes to them are refused with `locked` (unless they pass force, which is recorded). All or nothing: if any cell is held by someone else, nothing is taken. Locking again renews the lease. Locks coordinate cooperating agents; they are not access control. Requires a client_name unique to you.",
+        input_schema = schema_for_input::<locks::LockArgs>().expect("schema"),
+        output_schema = output_schema::<locks::LocksOut>(),
+        annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn lock_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: locks::LockArgs, d| {
+            let name = locks::owner_name(a.client_name.clone(), a.owner.clone())?;
+            let who = actor(name, a.request_id.clone(), d)?;
+            locks::lock_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "unlock_cells",
+        description = "Release your locks (the given cells, or all you hold in the notebook). Cells you do not hold are listed in not_locked. Releasing another agent's lock needs force (recorded).",
+        input_schema = schema_for_input::<locks::UnlockArgs>().expect("schema"),
+        output_schema = output_schema::<locks::UnlockOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn unlock_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: locks::UnlockArgs, d| {
+            let name = locks::owner_name(a.client_name.clone(), a.owner.clone())?;
+            let who = actor(name, a.request_id.clone(), d)?;
+            locks::unlock_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "list_locks",
+        description = "The locks held now (expired ones are gone), in one notebook or all: cell, owner, when taken, when it expires.",
+        input_schema = schema_for_input::<locks::ListLocksArgs>().expect("schema"),
+        output_schema = output_schema::<locks::ListLocksOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_locks(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| locks::list_locks(e, a)).await
+    }
+}
+
+#[tool_router(router = log_router)]
+impl NotebookServer {
+    #[tool(
+        name = "get_notebook_changes",
+        description = "What changed in a notebook after since_version, oldest first: version, time, who, which tool, which cells, a one-line summary. Poll with the current_version (or next_since_version) you got last time; nothing is skipped (has_more says there is more). With wait_ms, a call that finds nothing new waits for the next change instead of returning empty.",
+        input_schema = schema_for_input::<feed::ChangesArgs>().expect("schema"),
+        output_schema = output_schema::<feed::ChangesOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_notebook_changes(
+        &self,
+        raw: JsonObject,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let a: feed::ChangesArgs = match args::parse(raw) {
+            Ok(a) => a,
+            Err(e) => return Ok(common::err(&e)),
+        };
+        let wait = a.wait_ms.unwrap_or(0).min(feed::MAX_WAIT_MS);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+        // Subscribed before the first read, so no commit can slip between
+        // the read and the wait.
+        let mut heads = self.engine.subscribe();
+        let mut slot = None;
+        loop {
+            heads.borrow_and_update();
+            let engine = self.engine.clone();
+            let q = a.clone();
+            let out = match tokio::task::spawn_blocking(move || feed::changes(&engine, &q)).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => return Ok(common::err(&e)),
+                Err(_) => {
+                    return Ok(common::err(&ToolError::internal(
+                        "the change feed failed; retry",
+                    )));
+                }
+            };
+            let done = |mut out: feed::ChangesOut, waited: Option<bool>| {
+                out.waited = waited;
+                Ok(common::ok(
+                    &feed::changes_summary(&out),
+                    common::to_map(&out),
+                ))
+            };
+            if wait == 0 {
+                return done(out, None);
+            }
+            if !out.changes.is_empty() {
+                return done(out, Some(slot.is_some()));
+            }
+            if slot.is_none() {
+                slot = feed::WaitSlot::take();
+                if slot.is_none() {
+                    return done(out, Some(false));
+                }
+            }
+            // Wakes on every commit; only one this call would list ends it.
+            match tokio::time::timeout_at(deadline, heads.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return done(out, Some(true)),
+            }
+        }
+    }
+
+    #[tool(
+        name = "get_cell_history",
+        description = "Every event that touched one cell, oldest first (the most recent `limit`): creation, each source change with before/after, type changes, deletion and recovery, locks, refused attempts and forced overrides. Works for deleted cells too.",
+        input_schema = schema_for_input::<feed::HistoryArgs>().expect("schema"),
+        output_schema = output_schema::<feed::HistoryOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_cell_history(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| feed::get_cell_history(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "recover_cell",
+        description = "Bring a deleted cell back whole (type, source, metadata, outputs, attachments) under its old id: by default after the cell that preceded it when deleted, or where you say. A cell that is not deleted gives not_deleted.",
+        input_schema = schema_for_input::<edit::RecoverArgs>().expect("schema"),
+        output_schema = output_schema::<edit::InsertOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn recover_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::RecoverArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::recover_cell(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_router(router = snapshot_router)]
+impl NotebookServer {
+    #[tool(
+        name = "snapshot_notebook",
+        description = "Save the whole notebook (cells, ids, types, sources, metadata, outputs) under a name, before risky or parallel work. Content-addressed: equal content gives an equal snapshot_hash. A taken name gives `exists` unless overwrite.",
+        input_schema = schema_for_input::<snapshots::SnapshotArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::SnapshotOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn snapshot_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: snapshots::SnapshotArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            snapshots::snapshot_notebook(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "list_snapshots",
+        description = "The notebook's named snapshots, oldest first, with hash, version, who took them and cell count (including the automatic pre-restore-<version> backups).",
+        input_schema = schema_for_input::<snapshots::ListSnapshotsArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::ListSnapshotsOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_snapshots(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| snapshots::list_snapshots(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "diff_snapshot",
+        description = "Compare the notebook now with a snapshot, cell by cell id: added, deleted, modified (which fields, with a unified source diff), moved (cells whose relative order changed; index shifts from inserts or deletes elsewhere are not moves), and how many are unchanged.",
+        input_schema = schema_for_input::<snapshots::DiffArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::DiffOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn diff_snapshot(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| snapshots::diff_snapshot(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "restore_snapshot",
+        description = "Roll the notebook back to a snapshot (cells, ids, types, sources, metadata, outputs, notebook metadata) as one new event; the current state is saved first as snapshot pre-restore-<version>, returned as backup_snapshot. Cells deleted by the restore can be recovered. Refused with `locked` if it would touch a cell another agent holds, unless force.",
+        input_schema = schema_for_input::<snapshots::RestoreArgs>().expect("schema"),
+        output_schema = output_schema::<snapshots::RestoreOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn restore_snapshot(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: snapshots::RestoreArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            snapshots::restore_snapshot(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_router(router = transfer_router)]
+impl NotebookServer {
+    #[tool(
+        name = "copy_cells",
+        description = "Copy whole cells (source, type, metadata, outputs) within a notebook or into another, under new ids, landing together in the given order after dest_cell_id or at dest_index (default: end). One event, in both notebooks' feeds; mapping gives old → new ids. Copies are never locked.",
+        input_schema = schema_for_input::<transfer::TransferArgs>().expect("schema"),
+        output_schema = output_schema::<transfer::TransferOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn copy_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            transfer::copy_cells(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "move_cells",
+        description = "Move cells within a notebook (reorder) or into another, keeping ids (a new id only if the destination already has it), metadata, outputs and their locks. One event, in both notebooks' feeds; the history of a moved cell continues across notebooks. Refused with `locked` if another agent holds one of the cells in the source, unless force.",
+        input_schema = schema_for_input::<transfer::TransferArgs>().expect("schema"),
+        output_schema = output_schema::<transfer::TransferOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn move_cells(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            transfer::move_cells(e, a, &who)
         })
         .await
     }

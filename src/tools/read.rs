@@ -77,6 +77,10 @@ pub struct CellOut {
     pub source: String,
     pub last_version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_expires_in_s: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<Value>>,
 }
 
@@ -109,6 +113,7 @@ pub fn get_notebook_content(
     let include_outputs = a.include_outputs.unwrap_or(false);
     let max_chars = a.max_output_chars.unwrap_or(2000) as usize;
     let images = a.include_images.unwrap_or(false);
+    let now = crate::engine::now_ms();
     let out = engine.read(&a.path, |nb| {
         let one = a.cell_id.clone().map(|id| vec![id]);
         let wanted: Option<Vec<usize>> = match a.cell_ids.as_ref().or(one.as_ref()) {
@@ -153,7 +158,7 @@ pub fn get_notebook_content(
             if filter.as_ref().is_some_and(|t| *t != live.cell.cell_type) {
                 continue;
             }
-            let cell = cell_out(
+            let mut cell = cell_out(
                 i,
                 &live.cell,
                 live.last_version,
@@ -161,6 +166,10 @@ pub fn get_notebook_content(
                 max_chars,
                 images,
             );
+            if let Some(l) = nb.lock_at(&live.cell.id, now) {
+                cell.locked_by = Some(l.owner.clone());
+                cell.lock_expires_in_s = Some((l.expires_at - now).max(0) / 1000);
+            }
             let cost = serde_json::to_string(&cell).map_or(0, |s| s.len());
             if size + cost > MAX_RESULT_BYTES && !cells.is_empty() {
                 next_start = Some(i);
@@ -205,6 +214,8 @@ fn cell_out(
         cell_type: cell.cell_type.as_str().to_owned(),
         source: cell.source.clone(),
         last_version,
+        locked_by: None,
+        lock_expires_in_s: None,
         outputs: (outputs && cell.cell_type == CellType::Code).then(|| {
             parsed_outputs(cell)
                 .into_iter()

@@ -1,0 +1,414 @@
+//! Reading the log: the change feed of a notebook and the history of a
+//! cell. Both are index range scans, so their cost does not grow with the
+//! rest of the log.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::common::{id_any, to_map};
+use crate::engine::Engine;
+use crate::error::ToolError;
+use crate::events::{Change, Event};
+use crate::store::Record;
+use crate::time::rfc3339;
+
+/// Most entries one call returns (§8.12).
+pub const MAX_LIMIT: u64 = 1000;
+/// Longest a call may wait for a change (§4).
+pub const MAX_WAIT_MS: u64 = 60_000;
+/// Long-polls waiting at once per process (§8.4); past it, calls return at once.
+const MAX_WAITERS: usize = 256;
+
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the long-poll waiters; freed when dropped (also when the
+/// call is cancelled and its future dropped).
+pub struct WaitSlot(());
+
+impl WaitSlot {
+    pub fn take() -> Option<WaitSlot> {
+        let mut n = WAITERS.load(Ordering::SeqCst);
+        loop {
+            if n >= MAX_WAITERS {
+                return None;
+            }
+            match WAITERS.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(WaitSlot(())),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        WAITERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Value>>) {
+    let mine: Vec<&(String, String)> = event
+        .overrode_locks
+        .iter()
+        .filter(|(c, _)| cell.is_none_or(|x| x == c))
+        .collect();
+    match mine.as_slice() {
+        [] => (None, None),
+        [(_, owner)] => (Some(owner.clone()), None),
+        many => (
+            None,
+            Some(
+                many.iter()
+                    .map(|(c, o)| json!({"cell_id": c, "owner": o}))
+                    .collect(),
+            ),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- changes
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct ChangesArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// Only changes after this version (default 0: from the start). Pass the current_version or next_since_version you got last time.
+    pub since_version: Option<u64>,
+    /// Most changes to return (default 100, at most 1000), oldest first.
+    pub limit: Option<u64>,
+    /// If nothing is newer, wait up to this many ms (at most 60000) for a change instead of returning empty.
+    pub wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ChangeEntry {
+    pub version: u64,
+    pub timestamp: String,
+    pub client_name: String,
+    pub operation: String,
+    pub paths: Vec<String>,
+    pub cell_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<Vec<Value>>,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrode_lock: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrode_locks: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ChangesOut {
+    pub path: String,
+    pub current_version: u64,
+    pub changes: Vec<ChangeEntry>,
+    pub has_more: bool,
+    pub next_since_version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<bool>,
+}
+
+fn entry(event: &Event) -> ChangeEntry {
+    let (overrode_lock, overrode_locks) = overrode(event, None);
+    // Copies and moves say which id became which.
+    let mapping: Vec<Value> = event
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CellCopied { cell, from_id, .. }
+            | Change::CellMovedIn { cell, from_id, .. } => {
+                Some(json!({"from": from_id, "to": cell.id}))
+            }
+            Change::CellMoved { cell_id, .. } => Some(json!({"from": cell_id, "to": cell_id})),
+            _ => None,
+        })
+        .collect();
+    ChangeEntry {
+        version: event.version,
+        timestamp: rfc3339(event.timestamp_ms),
+        client_name: event.client_name.clone(),
+        operation: event.operation.clone(),
+        paths: event.paths.clone(),
+        cell_ids: event.cell_ids.clone(),
+        mapping: (!mapping.is_empty()).then_some(mapping),
+        summary: event.summary.chars().take(200).collect(),
+        overrode_lock,
+        overrode_locks,
+    }
+}
+
+/// One consistent read of the feed (§8.4): the changes after
+/// `since_version` and the notebook's `current_version`, under the engine's
+/// lock. Rejected attempts are not changes and are skipped.
+pub fn changes(engine: &Engine, a: &ChangesArgs) -> Result<ChangesOut, ToolError> {
+    let since = a.since_version.unwrap_or(0);
+    let limit = a.limit.unwrap_or(100).clamp(1, MAX_LIMIT) as usize;
+    let head = engine.store().head();
+    if since > head {
+        return Err(ToolError::invalid(
+            "since_version",
+            format!("a version up to the log's head {head}"),
+            format!("since_version {since} is after the newest version {head}; pass a version you were given"),
+        )
+        .with("head", head));
+    }
+    engine.read(&a.path, |nb| {
+        let store = engine.store();
+        let mut found: Vec<ChangeEntry> = Vec::new();
+        let mut after = since;
+        'scan: loop {
+            let batch = store
+                .notebook_versions(&nb.path, after, limit + 1)
+                .map_err(|e| ToolError::internal(e.to_string()))?;
+            for &v in &batch {
+                let rec = store
+                    .get(v)
+                    .map_err(|e| ToolError::internal(e.to_string()))?
+                    .ok_or_else(|| {
+                        ToolError::internal(format!("indexed version {v} is missing"))
+                    })?;
+                after = v;
+                if rec.event.is_rejected() {
+                    continue;
+                }
+                found.push(entry(&rec.event));
+                if found.len() > limit {
+                    break 'scan;
+                }
+            }
+            if batch.len() <= limit {
+                break;
+            }
+        }
+        let has_more = found.len() > limit;
+        found.truncate(limit);
+        let next_since_version = match (has_more, found.last()) {
+            (true, Some(last)) => last.version,
+            _ => nb.current_version,
+        };
+        Ok(ChangesOut {
+            path: nb.path.clone(),
+            current_version: nb.current_version,
+            changes: found,
+            has_more,
+            next_since_version,
+            waited: None,
+        })
+    })
+}
+
+pub fn changes_summary(out: &ChangesOut) -> String {
+    format!(
+        "{} change(s) in {} after the given version; current_version {}{}",
+        out.changes.len(),
+        out.path,
+        out.current_version,
+        if out.has_more {
+            " (more: call again with since_version=next_since_version)"
+        } else {
+            ""
+        }
+    )
+}
+
+// ---------------------------------------------------------------- history
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct HistoryArgs {
+    /// Notebook path relative to the workspace root.
+    pub path: String,
+    /// The cell (id or unique prefix; deleted cells too).
+    pub cell_id: String,
+    /// Most entries (default 20, at most 1000): the most recent ones, listed oldest first.
+    pub limit: Option<u64>,
+    /// Only entries before this version (to page back).
+    pub before_version: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct HistoryEntry {
+    pub version: u64,
+    pub timestamp: String,
+    pub client_name: String,
+    pub operation: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrode_lock: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell_type_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell_type_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<Value>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HistoryOut {
+    pub path: String,
+    pub cell_id: String,
+    pub deleted: bool,
+    pub entries: Vec<HistoryEntry>,
+    pub has_more: bool,
+}
+
+/// What one event did to one cell, as a history entry.
+pub fn history_entry(rec: &Record, path: &str, cell: &str) -> HistoryEntry {
+    let e = &rec.event;
+    let mut h = HistoryEntry {
+        version: e.version,
+        timestamp: rfc3339(e.timestamp_ms),
+        client_name: e.client_name.clone(),
+        operation: e.operation.clone(),
+        path: path.to_owned(),
+        overrode_lock: overrode(e, Some(cell)).0,
+        ..HistoryEntry::default()
+    };
+    for change in e
+        .changes
+        .iter()
+        .filter(|c| c.path() == path && c.cell_id() == Some(cell))
+    {
+        match change {
+            Change::CellInserted { cell, .. } => {
+                h.source_after = Some(cell.source.clone());
+                h.cell_type_after = Some(cell.cell_type.as_str().to_owned());
+            }
+            Change::SourceSet { before, after, .. } => {
+                h.source_before = Some(before.clone());
+                h.source_after = Some(after.clone());
+            }
+            Change::CellReplaced { before, after, .. } => {
+                if before.source != after.source {
+                    h.source_before = Some(before.source.clone());
+                    h.source_after = Some(after.source.clone());
+                }
+                if before.cell_type != after.cell_type {
+                    h.cell_type_before = Some(before.cell_type.as_str().to_owned());
+                    h.cell_type_after = Some(after.cell_type.as_str().to_owned());
+                }
+            }
+            Change::CellDeleted { cell, .. } => {
+                h.source_before = Some(cell.source.clone());
+                h.cell_type_before = Some(cell.cell_type.as_str().to_owned());
+            }
+            Change::Rejected { .. } => h.rejected = Some(true),
+            Change::CellCopied {
+                cell,
+                from_path,
+                from_id,
+                ..
+            } => {
+                h.source_after = Some(cell.source.clone());
+                h.cell_type_after = Some(cell.cell_type.as_str().to_owned());
+                h.copied_from = Some(json!({"path": from_path, "cell_id": from_id}));
+            }
+            Change::CellMovedIn {
+                cell,
+                from_path,
+                from_id,
+                ..
+            } => {
+                h.source_after = Some(cell.source.clone());
+                h.moved_from = Some(json!({"path": from_path, "cell_id": from_id}));
+            }
+            Change::CellMovedOut { to_path, to_id, .. } => {
+                h.moved_to = Some(json!({"path": to_path, "cell_id": to_id}));
+            }
+            Change::NotebookCreated { .. }
+            | Change::HeaderSet { .. }
+            | Change::CellMoved { .. }
+            | Change::LockAcquired { .. }
+            | Change::LockReleased { .. }
+            | Change::SnapshotTaken { .. } => {}
+        }
+    }
+    h
+}
+
+pub fn get_cell_history(
+    engine: &Engine,
+    a: HistoryArgs,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let limit = a.limit.unwrap_or(20).clamp(1, MAX_LIMIT) as usize;
+    let before = a.before_version.unwrap_or(u64::MAX);
+    let out = engine.read(&a.path, |nb| {
+        let cell = id_any(nb, &a.cell_id)?;
+        let store = engine.store();
+        let internal = |e: crate::store::StoreError| ToolError::internal(e.to_string());
+        // Newest first, following a moved cell back into the notebook it
+        // came from (§7: its earlier life shows with that notebook's path).
+        let mut newest_first: Vec<HistoryEntry> = Vec::new();
+        let (mut path, mut id, mut until) = (nb.path.clone(), cell.clone(), before);
+        let mut has_more = false;
+        loop {
+            let want = limit - newest_first.len();
+            let versions = store
+                .cell_versions_rev(&path, &id, until, want + 1)
+                .map_err(internal)?;
+            let mut origin = None;
+            for (k, &v) in versions.iter().enumerate() {
+                if k == want {
+                    has_more = true;
+                    break;
+                }
+                let rec = store.get(v).map_err(internal)?.ok_or_else(|| {
+                    ToolError::internal(format!("indexed version {v} is missing"))
+                })?;
+                let entry = history_entry(&rec, &path, &id);
+                origin = entry
+                    .moved_from
+                    .as_ref()
+                    .map(|m| (m["path"].clone(), m["cell_id"].clone(), v));
+                newest_first.push(entry);
+                if origin.is_some() {
+                    break;
+                }
+            }
+            match origin {
+                Some((Value::String(p), Value::String(c), v))
+                    if !has_more && newest_first.len() < limit =>
+                {
+                    (path, id, until) = (p, c, v);
+                }
+                Some(_) if newest_first.len() >= limit => {
+                    has_more = true;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        newest_first.reverse();
+        let entries = newest_first;
+        Ok(HistoryOut {
+            path: nb.path.clone(),
+            deleted: nb.position(&cell).is_none(),
+            cell_id: cell,
+            entries,
+            has_more,
+        })
+    })?;
+    let summary = format!(
+        "{} event(s) of cell {}{}",
+        out.entries.len(),
+        out.cell_id,
+        if out.has_more {
+            " (older ones: pass before_version)"
+        } else {
+            ""
+        }
+    );
+    Ok((summary, to_map(&out)))
+}
