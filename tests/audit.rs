@@ -1557,3 +1557,44 @@ fn blame_keeps_authors_through_moves_type_changes_and_recovery() {
         (Some(1), Some(0))
     );
 }
+
+#[test]
+fn verify_names_a_missing_and_an_extra_index_entry() {
+    let s = session();
+    // The cell index entry of version 8 for the first cell.
+    let db = sled::open(s.data.join("log")).unwrap();
+    let by_cell = db.open_tree("by_cell").unwrap();
+    let mut key = b"nb.ipynb\0".to_vec();
+    key.extend_from_slice(s.first.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&8u64.to_be_bytes());
+    assert!(by_cell.remove(&key).unwrap().is_some());
+    db.flush().unwrap();
+    drop(by_cell);
+    drop(db);
+    let o = cli(&s.root, &["verify"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(
+        o.stdout.lines().next().unwrap(),
+        format!(
+            "FAULT at version 8: the cell index entry for nb.ipynb cell {} is missing",
+            s.first
+        )
+    );
+
+    let s = session();
+    let db = sled::open(s.data.join("log")).unwrap();
+    let by_nb = db.open_tree("by_nb").unwrap();
+    let mut key = b"ghost.ipynb\0".to_vec();
+    key.extend_from_slice(&3u64.to_be_bytes());
+    by_nb.insert(key, &[]).unwrap();
+    db.flush().unwrap();
+    drop(by_nb);
+    drop(db);
+    let o = cli(&s.root, &["verify"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(
+        o.stdout.lines().next().unwrap(),
+        "FAULT: the notebook index entry for ghost.ipynb at version 3 is not accounted for by that event"
+    );
+}

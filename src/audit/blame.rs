@@ -97,14 +97,15 @@ fn attribute(
     until: u64,
     authors: &mut Vec<Author>,
 ) -> Result<Lines, AuditError> {
-    let versions = audit.store().notebook_versions(path, 0, usize::MAX)?;
+    let mut versions = audit.store().notebook_versions(path, 0, usize::MAX)?;
+    versions.retain(|v| *v <= until);
     let mut ws = Workspace::default();
     // Per live cell: the author of each line of its source.
     let mut live: HashMap<String, Vec<usize>> = HashMap::new();
     // Per deleted cell: its last source and its lines' authors.
     let mut gone: HashMap<String, (String, Vec<usize>)> = HashMap::new();
-    for v in versions.into_iter().take_while(|v| *v <= until) {
-        let event = audit.record(v)?.event;
+    for rec in audit.records_at(versions) {
+        let event = rec?.event;
         let me = authors.len();
         authors.push(Author {
             version: event.version,

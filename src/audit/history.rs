@@ -326,8 +326,8 @@ pub fn history(audit: &Audit, path: &str, cell_id: &str) -> Result<History, Audi
     versions.reverse();
     let mut entries = Vec::with_capacity(versions.len());
     let mut deleted = false;
-    for v in versions {
-        let rec = audit.record(v)?;
+    for rec in audit.records_at(versions) {
+        let rec = rec?;
         let e = entry(&rec.event, path, cell_id, deleted);
         match e.action {
             Action::Deleted => deleted = true,

@@ -176,13 +176,9 @@ impl Audit {
         let until = until.min(self.store.head());
         match notebook {
             Some(path) => {
-                let versions = self.store.notebook_versions(path, since, usize::MAX)?;
-                Ok(Box::new(
-                    versions
-                        .into_iter()
-                        .take_while(move |&v| v <= until)
-                        .map(move |v| self.record(v)),
-                ))
+                let mut versions = self.store.notebook_versions(path, since, usize::MAX)?;
+                versions.retain(|&v| v <= until);
+                Ok(Box::new(self.records_at(versions)))
             }
             None => Ok(Box::new(
                 self.store
@@ -195,10 +191,18 @@ impl Audit {
 
     /// Record `version`, which the indexes say exists.
     pub fn record(&self, version: u64) -> Result<Record, AuditError> {
-        self.store.get(version)?.ok_or_else(|| {
-            AuditError::Fault(format!(
-                "record {version} is missing from the log; `nbledger verify` reports the damage"
-            ))
+        self.store.get(version)?.ok_or_else(|| missing(version))
+    }
+
+    /// The records of `versions` (ascending, as the indexes list them), in
+    /// order, read the cheapest way ([`Store::records_at`]).
+    pub fn records_at(
+        &self,
+        versions: Vec<u64>,
+    ) -> impl Iterator<Item = Result<Record, AuditError>> + '_ {
+        self.store.records_at(versions).map(|r| match r? {
+            (_, Some(rec)) => Ok(rec),
+            (v, None) => Err(missing(v)),
         })
     }
 
@@ -212,4 +216,11 @@ impl Audit {
         }
         Ok(())
     }
+}
+
+/// A record the indexes name is not in the log.
+fn missing(version: u64) -> AuditError {
+    AuditError::Fault(format!(
+        "record {version} is missing from the log; `nbledger verify` reports the damage"
+    ))
 }

@@ -76,8 +76,12 @@ pub fn notebook_at(audit: &Audit, path: &str, v: u64) -> Result<NotebookState, A
             ws.notebooks.insert(path.to_owned(), nb.clone());
         }
     }
-    for &ver in versions.iter().filter(|&&x| x > from && x <= v) {
-        ws.apply_to_notebooks(&audit.record(ver)?.event);
+    let todo: Vec<u64> = versions
+        .into_iter()
+        .filter(|&x| x > from && x <= v)
+        .collect();
+    for rec in audit.records_at(todo) {
+        ws.apply_to_notebooks(&rec?.event);
     }
     ws.notebooks.remove(path).ok_or_else(not_yet)
 }
