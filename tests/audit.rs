@@ -443,7 +443,7 @@ fn show_at_v_equals_what_the_tools_and_the_file_held_right_after_v() {
 }
 
 #[test]
-fn show_refuses_a_notebook_that_did_not_exist_yet_and_snapshot_names_for_now() {
+fn show_refuses_a_notebook_that_did_not_exist_yet_and_unknown_snapshots() {
     let s = session();
     let o = cli(&s.root, &["show", "other.ipynb", "--at", "3"]);
     assert_eq!(o.code, 1);
@@ -458,8 +458,8 @@ fn show_refuses_a_notebook_that_did_not_exist_yet_and_snapshot_names_for_now() {
         o.stderr
     );
     let o = cli(&s.root, &["show", "nb.ipynb", "--at", "before-refactor"]);
-    assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("snapshot"), "{}", o.stderr);
+    assert_eq!(o.code, 1, "an unknown snapshot name is not found");
+    assert!(o.stderr.contains("no snapshot"), "{}", o.stderr);
     let o = cli(&s.root, &["show", "nb.ipynb", "--at", "99"]);
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("past the head"), "{}", o.stderr);
@@ -1596,5 +1596,76 @@ fn verify_names_a_missing_and_an_extra_index_entry() {
     assert_eq!(
         o.stdout.lines().next().unwrap(),
         "FAULT: the notebook index entry for ghost.ipynb at version 3 is not accounted for by that event"
+    );
+}
+
+#[test]
+fn show_at_a_snapshot_name_gives_that_snapshots_content_even_a_restore_backup() {
+    use nbledger::tools::snapshots;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join(".nbledger");
+    std::fs::create_dir_all(&data).unwrap();
+    let who = actor("ana");
+    let sources =
+        |nb: &RawNotebook| -> Vec<String> { nb.cells.iter().map(|c| c.source.clone()).collect() };
+    {
+        let e = Engine::open(root, &data).unwrap();
+        let r = edit::create_notebook(
+            &e,
+            edit::CreateArgs {
+                path: "s.ipynb".into(),
+                cells: Some(vec![CellSpec {
+                    source: "one".into(),
+                    cell_type: None,
+                    metadata: None,
+                }]),
+                kernel_name: None,
+                client_name: None,
+                request_id: None,
+            },
+            &who,
+        )
+        .unwrap()
+        .1;
+        let id = r["cell_ids"][0].as_str().unwrap().to_owned();
+        let snap = |name: &str| snapshots::SnapshotArgs {
+            path: "s.ipynb".into(),
+            name: name.into(),
+            description: None,
+            overwrite: None,
+            client_name: None,
+            request_id: None,
+        };
+        snapshots::snapshot_notebook(&e, snap("first"), &who).unwrap();
+        let update = edit::UpdateArgs {
+            path: "s.ipynb".into(),
+            cell_id: Some(id),
+            index: None,
+            source: "two".into(),
+            expected_version: None,
+            force: None,
+            client_name: None,
+            request_id: None,
+        };
+        edit::update_cell(&e, update, &who).unwrap();
+        let restore = snapshots::RestoreArgs {
+            path: "s.ipynb".into(),
+            name: "first".into(),
+            force: None,
+            client_name: None,
+            request_id: None,
+        };
+        let r = snapshots::restore_snapshot(&e, restore, &who).unwrap().1;
+        assert_eq!(r["backup_snapshot"], "pre-restore-3");
+    }
+    let first = ipynb::parse(ok(root, &["show", "s.ipynb", "--at", "first"]).as_bytes()).unwrap();
+    assert_eq!(sources(&first), ["one"]);
+    let backup =
+        ipynb::parse(ok(root, &["show", "s.ipynb", "--at", "pre-restore-3"]).as_bytes()).unwrap();
+    assert_eq!(
+        sources(&backup),
+        ["two"],
+        "the backup, not the restored state of its version"
     );
 }

@@ -19,8 +19,7 @@ use crate::projections::{NotebookState, Workspace};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum At {
     Version(u64),
-    /// A snapshot name. Snapshots do not exist yet; this is the seam where
-    /// `--at NAME` will resolve to the snapshot's version.
+    /// A snapshot name: the notebook exactly as that snapshot holds it.
     Snapshot(String),
 }
 
@@ -41,7 +40,7 @@ pub fn resolve_at(audit: &Audit, at: &At) -> Result<u64, AuditError> {
             Ok(*v)
         }
         At::Snapshot(name) => Err(AuditError::Usage(format!(
-            "--at takes a version number, not {}; `--at SNAPSHOT` arrives with the snapshot tools",
+            "--at {} is a snapshot name, not a version",
             quote(name)
         ))),
     }
@@ -94,9 +93,34 @@ pub fn run(
     out_file: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<(), AuditError> {
-    let v = resolve_at(audit, at)?;
     let key = audit.notebook(path)?;
-    let nb = notebook_at(audit, &key, v)?;
+    let nb = match at {
+        // The snapshot's own content: a `pre-restore-*` backup shares its
+        // version with the restore, so the state after that version would
+        // be the restored one, not the backup.
+        At::Snapshot(name) => {
+            let mut nb = notebook_at(audit, &key, audit.store().head())?;
+            let snap = nb.snapshots.get(name).cloned().ok_or_else(|| {
+                let names: Vec<&String> = nb.snapshots.keys().take(50).collect();
+                AuditError::NotFound(format!(
+                    "notebook {} has no snapshot {}; it has: {names:?}",
+                    quote(&key),
+                    quote(name)
+                ))
+            })?;
+            nb.header = snap.header;
+            nb.cells = snap
+                .cells
+                .into_iter()
+                .map(|cell| crate::projections::LiveCell {
+                    cell,
+                    last_version: snap.version,
+                })
+                .collect();
+            nb
+        }
+        At::Version(_) => notebook_at(audit, &key, resolve_at(audit, at)?)?,
+    };
     let bytes = render_file(&nb);
     match out_file {
         Some(file) => std::fs::write(file, &bytes)
