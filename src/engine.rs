@@ -879,7 +879,8 @@ impl Drop for Engine {
     }
 }
 
-fn changed_cells(changes: &[crate::events::Change]) -> Vec<String> {
+/// The cells `changes` touch, each once, in first-touched order.
+pub fn changed_cells(changes: &[crate::events::Change]) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
     for c in changes {
         if let Some(id) = c.cell_id()

@@ -7,7 +7,7 @@
 //! locks never depend on the connection: both protocol eras (2026-07-28
 //! stateless and 2025-11-25 sessions) reach the same engine.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -85,7 +85,7 @@ pub async fn serve(
 
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     if !loopback && !bound.ip().is_unspecified() {
-        hosts.push(ip_host(bound.ip()));
+        hosts.push(bound.ip().to_string());
     }
     hosts.extend(opts.allowed_hosts);
     // Browsers may only call in from origins named explicitly.
@@ -135,10 +135,6 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
-}
-
-fn ip_host(ip: IpAddr) -> String {
-    ip.to_string()
 }
 
 #[cfg(test)]

@@ -365,8 +365,7 @@ fn joined_output(mut o: Value) -> Value {
         }
         if let Some(Value::Object(data)) = obj.get_mut("data") {
             // JSON MIME types hold JSON values, not multi-line strings.
-            for (mime, v) in data.iter_mut().filter(|(m, _)| !m.ends_with("json")) {
-                let _ = mime;
+            for (_, v) in data.iter_mut().filter(|(m, _)| !m.ends_with("json")) {
                 if let Some(s) = ipynb::join_multiline(v) {
                     *v = Value::String(s);
                 }

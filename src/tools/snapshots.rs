@@ -506,14 +506,7 @@ pub fn restore_snapshot(
                 header: nb.header.clone(),
                 cells: current,
             }];
-            let cell_ids: Vec<String> = {
-                let mut ids: Vec<String> = restore
-                    .iter()
-                    .filter_map(|c| c.cell_id().map(str::to_owned))
-                    .collect();
-                ids.dedup();
-                ids
-            };
+            let cell_ids = crate::engine::changed_cells(&restore);
             changes.extend(restore);
             let count = snap.cells.len();
             let name = a.name.clone();
