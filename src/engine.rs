@@ -143,7 +143,13 @@ impl Engine {
     /// Opens the log in `data` for the workspace `root`, replays it and
     /// reconciles the files on disk with it.
     pub fn open(root: &Path, data: &Path) -> anyhow::Result<Engine> {
-        let store = Store::open(data)?;
+        Engine::open_store(root, Store::open(data)?)
+    }
+
+    /// [`Engine::open`] on a store already opened (and locked) by the caller.
+    pub fn open_store(root: &Path, store: Store) -> anyhow::Result<Engine> {
+        let data = store.dir().to_path_buf();
+        let data = data.as_path();
         let root = Root::new(root, data)?;
         store.bind_root(&root.path().to_string_lossy())?;
         let mut inner = Inner::default();

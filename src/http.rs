@@ -19,8 +19,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
-use crate::tools::NotebookServer;
+use crate::hub::Front;
 
 /// Requests served at once; past it, callers get 503 and retry.
 const MAX_CONCURRENT: usize = 256;
@@ -68,7 +67,7 @@ fn unauthorized() -> Response {
 
 /// Serves until `shutdown` is cancelled. Prints the bound URL on stderr.
 pub async fn serve(
-    engine: Arc<Engine>,
+    front: Front,
     opts: HttpOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -94,9 +93,8 @@ pub async fn serve(
         .with_allowed_origins(opts.allowed_origins)
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
-    let server = NotebookServer::new(engine);
     let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
+        move || Ok(front.clone()),
         LocalSessionManager::default().into(),
         config,
     );

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod hub;
 pub mod ipynb;
 pub mod notebook;
 pub mod paths;

@@ -2,14 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
 
 use nbledger::audit::{self, Audit, AuditError, text::Paint};
-use nbledger::engine::Engine;
-use nbledger::tools::NotebookServer;
+use nbledger::hub::{Front, Hub};
 
 #[derive(Parser)]
 #[command(
@@ -305,8 +303,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            let engine =
-                Arc::new(tokio::task::spawn_blocking(move || Engine::open(&root, &data)).await??);
+            // Owner of the store, or attached to the process that owns it.
+            let hub = Hub::start(&root, &data).await?;
+            let front = Front::new(hub.clone(), false);
             if let Some(addr) = http.http {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let stop = shutdown.clone();
@@ -320,20 +319,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     allowed_hosts: http.allowed_host,
                     allowed_origins: http.allowed_origin,
                 };
-                nbledger::http::serve(engine.clone(), opts, shutdown).await?;
-                engine.checkpoint()?;
+                let served = nbledger::http::serve(front, opts, shutdown).await;
+                hub.shutdown().await;
+                served?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let server = NotebookServer::new(engine.clone());
-            let service = server.serve(rmcp::transport::stdio()).await?;
+            let service = front.serve(rmcp::transport::stdio()).await?;
             let cancel = service.cancellation_token();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 cancel.cancel();
             });
-            service.waiting().await?;
-            // Leave a projection checkpoint so the next start is instant.
-            engine.checkpoint()?;
+            let served = service.waiting().await;
+            // Finish what attached processes have in flight, then leave a
+            // projection checkpoint so the next start is instant.
+            hub.shutdown().await;
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         other => Ok(run_audit(other)),

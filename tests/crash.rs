@@ -4,35 +4,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Client, cells, connect, file_sources, try_call};
-use rmcp::ServiceExt;
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use common::{cells, connect, file_sources, try_call};
 use serde_json::json;
-use tokio::process::Command;
-
-async fn connect_killable(root: &std::path::Path) -> (Client, tokio::process::Child) {
-    let mut child = Command::new(common::bin())
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn nbledger");
-    let stdout = child.stdout.take().unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("crasher", "0.1"),
-    );
-    let client = config.serve((stdout, stdin)).await.expect("handshake");
-    (client, child)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_burst_loses_no_returned_write() {
@@ -49,7 +24,7 @@ async fn sigkill_mid_burst_loses_no_returned_write() {
     let mut counter_floor = 0u64;
     let mut versions = Vec::new();
     for (round, kill_after_ms) in [40u64, 90, 15].into_iter().enumerate() {
-        let (client, mut child) = connect_killable(root).await;
+        let (client, mut child) = common::connect_child(root, "crasher").await;
         let counter_id = cells(&client, "n.ipynb").await[0].0.clone();
         let writer = async {
             let mut done = Vec::new();

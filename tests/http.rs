@@ -3,64 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 
-use common::{Client, call};
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientLifecycleMode, ClientServiceExt};
+use common::call;
 use serde_json::json;
 
-const TOKEN: &str = "test-token-123";
-
-/// A server on a free loopback port; returns it and its `/mcp` URL.
-fn start(root: &std::path::Path, token: Option<&str>) -> (Child, String) {
-    let mut cmd = Command::new(common::bin());
-    cmd.args(["serve", "--http", "127.0.0.1:0", "--root"])
-        .arg(root)
-        .env_remove("NBLEDGER_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(t) = token {
-        cmd.env("NBLEDGER_TOKEN", t);
-    }
-    let mut child = cmd.spawn().expect("spawn");
-    let mut line = String::new();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    err.read_line(&mut line).unwrap();
-    // Keep draining stderr: a server whose log pipe is closed cannot log.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
-        "{line}"
-    );
-    (child, url)
-}
-
-async fn client(url: &str, name: &str, modern: bool) -> Client {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(TOKEN),
-    );
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new(name, "0.1"),
-    );
-    let lifecycle = if modern {
-        ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        }
-    } else {
-        ClientLifecycleMode::Initialize
-    };
-    config
-        .serve_with_lifecycle(transport, lifecycle)
-        .await
-        .expect("connect")
-}
+use common::{TOKEN, http_client as client, http_server as start};
 
 /// One raw HTTP/1.1 request (an `initialize` POST, or a bodyless GET for
 /// refusals: a server that refuses before reading a body closes with data

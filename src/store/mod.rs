@@ -151,6 +151,7 @@ pub struct Record {
 }
 
 pub struct Store {
+    dir: std::path::PathBuf,
     db: sled::Db,
     events: sled::Tree,
     meta: sled::Tree,
@@ -162,8 +163,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the log in `dir`.
+    /// Opens (or creates) the log in `dir`, waiting up to 2 s for a
+    /// previous owner that is just stopping.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_waiting(dir, std::time::Duration::from_secs(2))
+    }
+
+    /// Opens the log in `dir`, retrying sled's file lock for `wait`; past
+    /// it, [`StoreError::InUse`] (another process owns the store).
+    pub fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
         #[cfg(unix)]
         {
@@ -179,7 +187,7 @@ impl Store {
             .flush_every_ms(None);
         // sled releases its file lock a little after the last handle drops,
         // so a previous owner that is just stopping gets a moment to go.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + wait;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
@@ -200,6 +208,7 @@ impl Store {
             blobs: db.open_tree("blobs")?,
             head: AtomicU64::new(0),
             head_hash: Mutex::new([0; 32]),
+            dir: dir.to_path_buf(),
             db,
         };
         let head = store.meta.get(HEAD)?.map(|v| be_u64(&v)).unwrap_or(0);
@@ -211,6 +220,11 @@ impl Store {
         store.head.store(head, Ordering::SeqCst);
         *store.head_hash.lock() = head_hash;
         Ok(store)
+    }
+
+    /// The data folder this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Records the workspace root on first use; refuses a different one.

@@ -37,6 +37,8 @@ Every result has structuredContent; refusals have isError and error.code.";
 pub struct NotebookServer {
     engine: Arc<Engine>,
     tool_router: ToolRouter<Self>,
+    /// Cancelled when the process stops: long-polls answer at once.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 type Answer = Result<(String, Map<String, Value>), ToolError>;
@@ -45,12 +47,35 @@ impl NotebookServer {
     pub fn new(engine: Arc<Engine>) -> NotebookServer {
         NotebookServer {
             engine,
-            tool_router: Self::tool_router()
-                + Self::lock_router()
-                + Self::log_router()
-                + Self::snapshot_router()
-                + Self::transfer_router(),
+            tool_router: Self::router(),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Long-polls end when `stop` is cancelled.
+    pub fn with_stop(mut self, stop: tokio_util::sync::CancellationToken) -> NotebookServer {
+        self.stop = stop;
+        self
+    }
+
+    fn router() -> ToolRouter<Self> {
+        Self::tool_router()
+            + Self::lock_router()
+            + Self::log_router()
+            + Self::snapshot_router()
+            + Self::transfer_router()
+    }
+
+    /// Every tool with its schemas and annotations (no engine needed).
+    pub fn catalog() -> Vec<rmcp::model::Tool> {
+        Self::router().list_all()
+    }
+
+    /// What the server says of itself at initialisation.
+    pub fn info() -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("nbledger", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
     }
 
     /// Parses `raw` as `A`, then runs `f` on a blocking thread.
@@ -410,9 +435,12 @@ impl NotebookServer {
                 }
             }
             // Wakes on every commit; only one this call would list ends it.
-            match tokio::time::timeout_at(deadline, heads.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return done(out, Some(true)),
+            tokio::select! {
+                woke = tokio::time::timeout_at(deadline, heads.changed()) => match woke {
+                    Ok(Ok(())) => continue,
+                    _ => return done(out, Some(true)),
+                },
+                _ = self.stop.cancelled() => return done(out, Some(true)),
             }
         }
     }
@@ -570,8 +598,6 @@ impl NotebookServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for NotebookServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("nbledger", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        Self::info()
     }
 }

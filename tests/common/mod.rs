@@ -5,11 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
 use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::Child;
 use tokio::process::Command;
 
 pub type Client = RunningService<RoleClient, ClientConfig>;
@@ -148,4 +155,77 @@ pub fn file_sources(root: &Path, path: &str) -> Vec<String> {
             _ => panic!("bad source"),
         })
         .collect()
+}
+
+/// The bearer token the HTTP tests use.
+pub const TOKEN: &str = "test-token-123";
+
+/// A server on a free loopback port; returns it and its `/mcp` URL.
+pub fn http_server(root: &std::path::Path, token: Option<&str>) -> (Child, String) {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["serve", "--http", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .env_remove("NBLEDGER_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("NBLEDGER_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let mut line = String::new();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    err.read_line(&mut line).unwrap();
+    // Keep draining stderr: a server whose log pipe is closed cannot log.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{line}"
+    );
+    (child, url)
+}
+
+pub async fn http_client(url: &str, name: &str, modern: bool) -> Client {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(TOKEN),
+    );
+    let config = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(name, "0.1"),
+    );
+    let lifecycle = if modern {
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        }
+    } else {
+        ClientLifecycleMode::Initialize
+    };
+    config
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .expect("connect")
+}
+
+/// A server process on `root` whose pid the test keeps (to kill it), with
+/// a client that declares itself `name`.
+pub async fn connect_child(root: &Path, name: &str) -> (Client, tokio::process::Child) {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn nbledger");
+    let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let config = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(name, "0.1"),
+    );
+    let client = config.serve((stdout, stdin)).await.expect("handshake");
+    (client, child)
 }

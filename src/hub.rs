@@ -1,0 +1,669 @@
+//! One store, many processes (contract §1, §8.9).
+//!
+//! sled lets one process open a database. The first `serve` on a data
+//! folder opens it and becomes the **owner**: it runs the engine and listens
+//! on `DATA/nbledger.sock` (0600, in a 0700 folder, peer uid checked). Every
+//! later process **attaches**: it says hello (its nbledger version, store
+//! format and root; a mismatch is refused naming both), then speaks MCP to
+//! the owner over the socket and forwards each tool call there, with the
+//! caller's declared client name in `_meta`. So there is one engine, one
+//! version sequence and one place where long-polls wake.
+//!
+//! A supervisor task per process keeps it owner or attached. When the link
+//! to the owner drops (the owner exited or was killed), the attached
+//! process tries the socket again and, finding no one, takes the store's
+//! lock itself; whoever gets it replays the log (every returned write was
+//! flushed, so none is lost), removes the stale socket and listens.
+//!
+//! A forwarded read whose owner dies is retried on the next owner. A
+//! forwarded write whose owner dies may or may not have committed: it
+//! answers `unavailable` with `retryable: true, outcome: "unknown"`, and a
+//! retry with the same `request_id` is safe. An owner that stops cleanly
+//! first finishes its in-flight calls and refuses new ones with a handover
+//! answer (nothing applied) that attached processes retry on their own.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
+    Implementation, ListToolsResult, PaginatedRequestParams, RequestMetaObject, ServerConfig, Tool,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::Engine;
+use crate::error::ToolError;
+use crate::store::{Store, StoreError};
+use crate::tools::{NotebookServer, common};
+
+/// The owner's socket, inside the data folder.
+pub const SOCKET: &str = "nbledger.sock";
+/// Where a forwarded call carries its caller's declared client name.
+const DECLARED: &str = "io.nbledger/declared-client";
+/// How long a call waits for an owner (while one takes over) before it
+/// answers `unavailable`.
+const READY_WAIT: Duration = Duration::from_secs(15);
+/// How long start-up keeps trying to own or attach.
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// The store format a process speaks: envelope format and event schema.
+pub fn store_format() -> String {
+    format!(
+        "{}.{}",
+        crate::events::codec::FORMAT,
+        crate::events::codec::SCHEMA
+    )
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    nbledger: String,
+    store_format: String,
+    root: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Welcome {
+    ok: bool,
+    nbledger: String,
+    store_format: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// This process's place in the store, as seen by tool calls.
+#[derive(Clone)]
+enum Mode {
+    /// Between owners: calls wait.
+    Down,
+    Owner(NotebookServer),
+    Attached(Link),
+    /// Attaching was refused for good (another version, another root).
+    Failed(String),
+}
+
+#[derive(Clone)]
+struct Link {
+    peer: Peer<RoleClient>,
+    generation: u64,
+}
+
+/// What [`acquire`] got.
+enum Acquired {
+    Owner(Arc<Engine>),
+    Attached(rmcp::service::RunningService<RoleClient, ClientConfig>),
+}
+
+pub struct Hub {
+    root: PathBuf,
+    data: PathBuf,
+    mode: watch::Sender<Mode>,
+    /// Set when this process stops: no new calls, long-polls end.
+    draining: CancellationToken,
+    /// Set after draining, to close the owner's socket sessions.
+    closing: CancellationToken,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    /// The attached link a call found dead (its generation).
+    lost: watch::Sender<u64>,
+    generation: AtomicU64,
+    sessions: TaskTracker,
+    /// The engine, while this process owns the store.
+    engine: parking_lot::Mutex<Option<Arc<Engine>>>,
+}
+
+/// Counts a call in flight on the owner, so a clean stop can wait for it.
+struct InFlight<'a>(&'a Hub);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Hub {
+    /// Becomes the owner of the store in `data` or attaches to its owner,
+    /// then keeps it so in the background. Fails when attaching is refused
+    /// (another nbledger version or root) or the store cannot be opened.
+    pub async fn start(root: &Path, data: &Path) -> anyhow::Result<Arc<Hub>> {
+        let root = std::fs::canonicalize(root)?;
+        let hub = Arc::new(Hub {
+            root,
+            data: data.to_path_buf(),
+            mode: watch::Sender::new(Mode::Down),
+            draining: CancellationToken::new(),
+            closing: CancellationToken::new(),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            lost: watch::Sender::new(0),
+            generation: AtomicU64::new(0),
+            sessions: TaskTracker::new(),
+            engine: parking_lot::Mutex::new(None),
+        });
+        let first = tokio::time::timeout(START_WAIT, acquire(&hub))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the store in {} stayed locked by another process that does not answer on its socket for {}s; is an older nbledger or an audit command running on it?",
+                    data.display(),
+                    START_WAIT.as_secs()
+                )
+            })??;
+        tokio::spawn(supervise(hub.clone(), first));
+        // The supervisor installs the first mode at once.
+        let mut rx = hub.mode.subscribe();
+        let _ = rx.wait_for(|m| !matches!(m, Mode::Down)).await;
+        Ok(hub)
+    }
+
+    /// Whether this process owns the store now.
+    pub fn is_owner(&self) -> bool {
+        matches!(&*self.mode.borrow(), Mode::Owner(_))
+    }
+
+    /// The engine, while this process owns the store.
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().clone()
+    }
+
+    /// Stops cleanly: refuses new calls (attached processes retry them on
+    /// the next owner), ends long-polls, finishes the calls in flight, then
+    /// closes the socket and writes a checkpoint. The store's lock goes
+    /// with the process.
+    pub async fn shutdown(&self) {
+        self.draining.cancel();
+        let owner = self.is_owner();
+        if owner {
+            let _ = std::fs::remove_file(self.data.join(SOCKET));
+        }
+        let wait_idle = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), wait_idle).await;
+        // The last answers are written by the sessions' own tasks.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.closing.cancel();
+        self.sessions.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.sessions.wait()).await;
+        self.mode.send_replace(Mode::Down);
+        let engine = self.engine.lock().take();
+        if let Some(engine) = engine {
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = engine.checkpoint() {
+                    tracing::warn!(error = %e, "could not write a checkpoint at shutdown");
+                }
+            })
+            .await;
+        }
+    }
+
+    fn enter(&self) -> Option<InFlight<'_>> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self);
+        (!self.draining.is_cancelled()).then_some(guard)
+    }
+
+    /// The mode once it is usable, or `None` after `READY_WAIT`.
+    async fn ready(&self) -> Option<Mode> {
+        let mut rx = self.mode.subscribe();
+        let waited =
+            tokio::time::timeout(READY_WAIT, rx.wait_for(|m| !matches!(m, Mode::Down))).await;
+        match waited {
+            Ok(Ok(m)) => Some(m.clone()),
+            _ => None,
+        }
+    }
+
+    fn socket(&self) -> std::io::Result<SockPath> {
+        SockPath::of(&self.data)
+    }
+}
+
+/// Keeps the process owner or attached until it stops.
+async fn supervise(hub: Arc<Hub>, first: Acquired) {
+    let mut next = Some(first);
+    loop {
+        let acquired = match next.take() {
+            Some(a) => a,
+            None => match acquire(&hub).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reach or take over the store");
+                    hub.mode.send_replace(Mode::Failed(format!("{e:#}")));
+                    return;
+                }
+            },
+        };
+        match acquired {
+            Acquired::Owner(engine) => {
+                *hub.engine.lock() = Some(engine.clone());
+                let server = NotebookServer::new(engine).with_stop(hub.draining.clone());
+                hub.mode.send_replace(Mode::Owner(server));
+                tracing::info!("owner of the store");
+                return;
+            }
+            Acquired::Attached(service) => {
+                let generation = hub.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                let peer = service.peer().clone();
+                hub.mode
+                    .send_replace(Mode::Attached(Link { peer, generation }));
+                tracing::info!("attached to the store's owner");
+                let mut lost = hub.lost.subscribe();
+                tokio::select! {
+                    _ = service.waiting() => {},
+                    _ = lost.wait_for(|g| *g == generation) => {},
+                    _ = hub.draining.cancelled() => return,
+                }
+                hub.mode.send_replace(Mode::Down);
+                tracing::info!("lost the store's owner; taking over or re-attaching");
+            }
+        }
+    }
+}
+
+/// Attaches to the owner, or becomes it when no one listens.
+async fn acquire(hub: &Arc<Hub>) -> anyhow::Result<Acquired> {
+    let mut delay = Duration::from_millis(2);
+    let mut warned = tokio::time::Instant::now();
+    loop {
+        if hub.draining.is_cancelled() {
+            anyhow::bail!("stopping");
+        }
+        if let Some(service) = attach(hub).await? {
+            return Ok(Acquired::Attached(service));
+        }
+        let data = hub.data.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || Store::open_waiting(&data, Duration::ZERO)).await?;
+        match opened {
+            Ok(store) => {
+                let root = hub.root.clone();
+                let engine =
+                    tokio::task::spawn_blocking(move || Engine::open_store(&root, store)).await??;
+                let engine = Arc::new(engine);
+                listen(hub, engine.clone())?;
+                return Ok(Acquired::Owner(engine));
+            }
+            Err(StoreError::InUse(_)) => {
+                // Someone holds the lock but does not answer yet: an owner
+                // starting up or stopping, or an audit command.
+                if warned.elapsed() > Duration::from_secs(5) {
+                    tracing::warn!(
+                        "the store is locked by a process not answering on its socket yet; waiting"
+                    );
+                    warned = tokio::time::Instant::now();
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Connects and says hello. `Ok(None)`: no owner listening.
+async fn attach(
+    hub: &Hub,
+) -> anyhow::Result<Option<rmcp::service::RunningService<RoleClient, ClientConfig>>> {
+    let sock = hub.socket()?;
+    let Ok(stream) = UnixStream::connect(&sock.path).await else {
+        return Ok(None);
+    };
+    let hello = Hello {
+        nbledger: env!("CARGO_PKG_VERSION").into(),
+        store_format: store_format(),
+        root: hub.root.to_string_lossy().into_owned(),
+    };
+    let greeted = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut stream = BufReader::new(stream);
+        let mut line = serde_json::to_vec(&hello)?;
+        line.push(b'\n');
+        stream.get_mut().write_all(&line).await?;
+        let mut answer = String::new();
+        stream.read_line(&mut answer).await?;
+        anyhow::ensure!(
+            stream.buffer().is_empty(),
+            "the owner spoke before the handshake ended"
+        );
+        let welcome: Welcome = serde_json::from_str(&answer)?;
+        anyhow::Ok((stream.into_inner(), welcome))
+    })
+    .await;
+    // A socket that accepts and then goes silent or closes is an owner
+    // on its way out: treat it as absent and try again.
+    let Ok(Ok((stream, welcome))) = greeted else {
+        return Ok(None);
+    };
+    if !welcome.ok {
+        anyhow::bail!(
+            "{}",
+            welcome
+                .message
+                .unwrap_or_else(|| "the store's owner refused this process".into())
+        );
+    }
+    let config = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("nbledger-attached", env!("CARGO_PKG_VERSION")),
+    );
+    match config.serve(stream).await {
+        Ok(service) => Ok(Some(service)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The socket path, shortened through `/proc/self/fd` when the data
+/// folder's path is too long for `sun_path` (108 bytes).
+struct SockPath {
+    path: PathBuf,
+    _dir: Option<std::fs::File>,
+}
+
+impl SockPath {
+    fn of(data: &Path) -> std::io::Result<SockPath> {
+        let path = data.join(SOCKET);
+        if path.as_os_str().len() < 100 {
+            return Ok(SockPath { path, _dir: None });
+        }
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(data)?;
+        Ok(SockPath {
+            path: PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd())),
+            _dir: Some(dir),
+        })
+    }
+}
+
+/// Binds the owner's socket (removing a stale one: holding the store's
+/// lock proves its owner is gone) and serves attached processes on it.
+fn listen(hub: &Arc<Hub>, engine: Arc<Engine>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let real = hub.data.join(SOCKET);
+    let _ = std::fs::remove_file(&real);
+    let sock = hub.socket()?;
+    let listener = UnixListener::bind(&sock.path)?;
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600))?;
+    let hub = hub.clone();
+    let root = engine.root().path().to_string_lossy().into_owned();
+    drop(engine);
+    tokio::spawn(async move {
+        let _keep = sock;
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = hub.draining.cancelled() => return,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let hub2 = hub.clone();
+            let root = root.clone();
+            hub.sessions.spawn(async move {
+                if let Err(e) = session(hub2, stream, root).await {
+                    tracing::debug!(error = %e, "attached session ended");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// One attached process: check who it is, then serve MCP to it.
+async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Result<()> {
+    let cred = stream.peer_cred()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() != me {
+        anyhow::bail!("refused a process of uid {} on the socket", cred.uid());
+    }
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        // Bounded: a hello is a few hundred bytes.
+        let mut limited = (&mut stream).take(64 << 10);
+        limited.read_line(&mut line).await
+    })
+    .await??;
+    let hello: Hello = serde_json::from_str(&line)?;
+    let ours = (env!("CARGO_PKG_VERSION").to_owned(), store_format());
+    let message = if (hello.nbledger.as_str(), hello.store_format.as_str())
+        != (ours.0.as_str(), ours.1.as_str())
+    {
+        Some(format!(
+            "the store's owner runs nbledger {} (store format {}) but this process is nbledger {} (store format {}); run the same nbledger for every process on one store",
+            ours.0, ours.1, hello.nbledger, hello.store_format
+        ))
+    } else if hello.root != root {
+        Some(format!(
+            "the store is bound to root {root} but this process was given root {}; use the same --root (or another --data)",
+            hello.root
+        ))
+    } else {
+        None
+    };
+    let welcome = Welcome {
+        ok: message.is_none(),
+        nbledger: ours.0,
+        store_format: ours.1,
+        message,
+    };
+    let mut out = serde_json::to_vec(&welcome)?;
+    out.push(b'\n');
+    stream.get_mut().write_all(&out).await?;
+    if !welcome.ok || !stream.buffer().is_empty() {
+        return Ok(());
+    }
+    let front = Front::new(hub.clone(), true);
+    let service = front.serve(stream.into_inner()).await?;
+    let cancel = service.cancellation_token();
+    let closing = hub.closing.clone();
+    tokio::select! {
+        _ = service.waiting() => {},
+        _ = closing.cancelled() => cancel.cancel(),
+    }
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// The MCP face of a process: runs calls on the engine when this process
+/// owns the store, forwards them to the owner otherwise.
+#[derive(Clone)]
+pub struct Front {
+    hub: Arc<Hub>,
+    /// Serving an attached process: the caller's name comes in `_meta`.
+    forwarded: bool,
+    tools: Arc<Vec<Tool>>,
+}
+
+impl Front {
+    pub fn new(hub: Arc<Hub>, forwarded: bool) -> Front {
+        Front {
+            hub,
+            forwarded,
+            tools: Arc::new(NotebookServer::catalog()),
+        }
+    }
+
+    fn read_only(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| {
+            t.name == name
+                && t.annotations
+                    .as_ref()
+                    .and_then(|a| a.read_only_hint)
+                    .unwrap_or(false)
+        })
+    }
+
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if self.forwarded {
+            // The attached process's caller, not the attached process.
+            let declared = context
+                .meta
+                .0
+                .get(DECLARED)
+                .or_else(|| request.meta.as_ref().and_then(|m| m.0.get(DECLARED)))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            context
+                .meta
+                .set_client_info(Implementation::new(declared, "forwarded"));
+        }
+        let declared = context.client_info().map(|i| i.name);
+        let read_only = self.read_only(&request.name);
+        loop {
+            let Some(mode) = self.hub.ready().await else {
+                return Ok(complete(unavailable(
+                    "no store owner answered in time (one may be taking over); retry",
+                    None,
+                )));
+            };
+            match mode {
+                Mode::Down => continue,
+                Mode::Failed(why) => {
+                    return Ok(complete(common::err(
+                        &ToolError::new(
+                            "unavailable",
+                            format!("this server cannot reach the store: {why}"),
+                        )
+                        .with("retryable", false),
+                    )));
+                }
+                Mode::Owner(server) => {
+                    let Some(_guard) = self.hub.enter() else {
+                        return Ok(complete(handover()));
+                    };
+                    return server.call_tool(request, context).await;
+                }
+                Mode::Attached(link) => {
+                    if self.hub.draining.is_cancelled() {
+                        return Ok(complete(unavailable(
+                            "this server is stopping; nothing was done, retry on another",
+                            None,
+                        )));
+                    }
+                    let mut forwarded = request.clone();
+                    let meta = forwarded.meta.get_or_insert_with(RequestMetaObject::new);
+                    meta.0.insert(
+                        DECLARED.into(),
+                        declared.clone().map_or(Value::Null, Value::String),
+                    );
+                    let answer = tokio::select! {
+                        a = link.peer.call_tool(forwarded) => a,
+                        _ = context.ct.cancelled() => {
+                            return Ok(complete(unavailable("cancelled", None)));
+                        }
+                    };
+                    match answer {
+                        Ok(result) if is_handover(&result) => {
+                            self.hub.lost.send_replace(link.generation);
+                            continue;
+                        }
+                        Ok(result) => return Ok(complete(result)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, tool = %request.name, "the store's owner went away during a call");
+                            self.hub.lost.send_replace(link.generation);
+                            if read_only {
+                                continue;
+                            }
+                            return Ok(complete(unavailable(
+                                "the store's owner stopped while handling this write, so whether it was applied is unknown; retry with the same request_id (a repeat returns the first result instead of applying twice)",
+                                Some("unknown"),
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn complete(result: CallToolResult) -> CallToolResponse {
+    CallToolResponse::Complete(result)
+}
+
+fn unavailable(message: &str, outcome: Option<&str>) -> CallToolResult {
+    let mut e = ToolError::new("unavailable", message).with("retryable", true);
+    if let Some(o) = outcome {
+        e = e.with("outcome", o);
+    }
+    common::err(&e)
+}
+
+/// What a stopping owner answers instead of running a call.
+fn handover() -> CallToolResult {
+    common::err(
+        &ToolError::new(
+            "unavailable",
+            "the store's owner is stopping; nothing was done, retry",
+        )
+        .with("retryable", true)
+        .with("outcome", "not_applied")
+        .with("handover", true),
+    )
+}
+
+fn is_handover(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+        && r.structured_content
+            .as_ref()
+            .and_then(|v| v.pointer("/error/handover"))
+            .and_then(Value::as_bool)
+            == Some(true)
+}
+
+impl ServerHandler for Front {
+    fn get_info(&self) -> ServerConfig {
+        NotebookServer::info()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.call(request, context).await
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        // As rmcp's generated handler answers: the list never changes
+        // while the server runs, so 2026-07-28 clients may cache it.
+        let hints = context
+            .protocol_version()
+            .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
+        let mut list = ListToolsResult::with_all_items(self.tools.as_ref().clone());
+        list.result_type = Some(rmcp::model::ResultType::COMPLETE);
+        list.ttl_ms = hints.then_some(0);
+        list.cache_scope = hints.then_some(rmcp::model::CacheScope::Public);
+        Ok(list)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.iter().find(|t| t.name == name).cloned()
+    }
+}
