@@ -69,7 +69,11 @@ pub fn store_format() -> String {
 struct Hello {
     nbledger: String,
     store_format: String,
+    /// Empty for an audit command (it reads any root's log).
     root: String,
+    /// `"dump"`: an audit command wants a copy of the log, not MCP.
+    #[serde(default)]
+    want: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -331,6 +335,7 @@ async fn attach(
         nbledger: env!("CARGO_PKG_VERSION").into(),
         store_format: store_format(),
         root: hub.root.to_string_lossy().into_owned(),
+        want: None,
     };
     let greeted = tokio::time::timeout(Duration::from_secs(10), async {
         let mut stream = BufReader::new(stream);
@@ -449,7 +454,7 @@ async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Res
             "the store's owner runs nbledger {} (store format {}) but this process is nbledger {} (store format {}); run the same nbledger for every process on one store",
             ours.0, ours.1, hello.nbledger, hello.store_format
         ))
-    } else if hello.root != root {
+    } else if hello.root != root && hello.want.is_none() {
         Some(format!(
             "the store is bound to root {root} but this process was given root {}; use the same --root (or another --data)",
             hello.root
@@ -468,6 +473,14 @@ async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Res
     stream.get_mut().write_all(&out).await?;
     if !welcome.ok || !stream.buffer().is_empty() {
         return Ok(());
+    }
+    if hello.want.as_deref() == Some("dump") {
+        let engine = hub
+            .engine()
+            .ok_or_else(|| anyhow::anyhow!("not the owner any more"))?;
+        let mut out = stream.into_inner().into_std()?;
+        out.set_nonblocking(false)?;
+        return tokio::task::spawn_blocking(move || send_dump(engine.store(), &mut out)).await?;
     }
     let front = Front::new(hub.clone(), true);
     let service = front.serve(stream.into_inner()).await?;
@@ -666,4 +679,72 @@ impl ServerHandler for Front {
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.tools.iter().find(|t| t.name == name).cloned()
     }
+}
+
+/// Streams [`Store::dump`] as frames: part (u8), key length and value
+/// length (u32, big-endian), key, value; then part 255 with no body.
+fn send_dump(store: &Store, out: &mut std::os::unix::net::UnixStream) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
+    store.dump(|part, k, v| {
+        w.write_all(&[part as u8])?;
+        w.write_all(&(k.len() as u32).to_be_bytes())?;
+        w.write_all(&(v.len() as u32).to_be_bytes())?;
+        w.write_all(k)?;
+        w.write_all(v)
+    })?;
+    w.write_all(&[255])?;
+    w.flush()?;
+    Ok(())
+}
+
+/// A private copy of the log, for the audit commands: through the owner's
+/// socket when a server runs (`Ok(None)` when none answers), so an audit
+/// never stops or blocks a server. The copy lives in `into` (a temporary
+/// folder the caller removes).
+pub fn copy_from_owner(data: &Path, into: &Path) -> anyhow::Result<Option<Store>> {
+    use std::io::{BufRead, Read, Write};
+    let sock = SockPath::of(data)?;
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(&sock.path) else {
+        return Ok(None);
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let hello = Hello {
+        nbledger: env!("CARGO_PKG_VERSION").into(),
+        store_format: store_format(),
+        root: String::new(),
+        want: Some("dump".into()),
+    };
+    let mut r = std::io::BufReader::with_capacity(1 << 20, stream);
+    let mut line = serde_json::to_vec(&hello)?;
+    line.push(b'\n');
+    r.get_mut().write_all(&line)?;
+    let mut answer = String::new();
+    if r.read_line(&mut answer).is_err() || answer.is_empty() {
+        // An owner on its way out: read the store directly instead.
+        return Ok(None);
+    }
+    let welcome: Welcome = serde_json::from_str(&answer)?;
+    if !welcome.ok {
+        anyhow::bail!("{}", welcome.message.unwrap_or_default());
+    }
+    let store = Store::from_dump(into, || {
+        let mut part = [0u8; 1];
+        r.read_exact(&mut part)?;
+        if part[0] == 255 {
+            return Ok(None);
+        }
+        let part = crate::store::Part::from_u8(part[0])
+            .ok_or_else(|| std::io::Error::other("bad frame from the owner"))?;
+        let mut lens = [0u8; 8];
+        r.read_exact(&mut lens)?;
+        let klen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+        let vlen = u32::from_be_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+        let mut k = vec![0u8; klen];
+        r.read_exact(&mut k)?;
+        let mut v = vec![0u8; vlen];
+        r.read_exact(&mut v)?;
+        Ok(Some((part, k, v)))
+    })?;
+    Ok(Some(store))
 }

@@ -393,3 +393,58 @@ async fn an_owner_refuses_another_version_or_root_naming_both() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_commands_read_beside_running_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let a = connect(root, "owner-agent").await;
+    let ids = common::create(&a, "n.ipynb", &["x = 1"]).await;
+    let b = connect(root, "attached-agent").await;
+    for i in 0..5 {
+        call(
+            &b,
+            "update_cell",
+            json!({"path": "n.ipynb", "cell_id": ids[0], "source": format!("x = {}", i + 2)}),
+        )
+        .await
+        .ok();
+    }
+    let audit = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .arg("--root")
+            .arg(root)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = audit(&["verify"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, stdout, _) = audit(&["log", "--json"]);
+    assert_eq!(code, Some(0));
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[5]["client_name"], json!("attached-agent"));
+    // The servers were not disturbed: both still write.
+    for c in [&a, &b] {
+        call(
+            c,
+            "insert_cell",
+            json!({"path": "n.ipynb", "source": "after = 1"}),
+        )
+        .await
+        .ok();
+    }
+    let (code, stdout, _) = audit(&["show", "n.ipynb", "--at", "8"]);
+    assert_eq!(code, Some(0));
+    let shown: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["cells"].as_array().unwrap().len(), 3);
+}

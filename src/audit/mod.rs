@@ -65,8 +65,8 @@ impl From<StoreError> for AuditError {
     fn from(e: StoreError) -> AuditError {
         match e {
             StoreError::InUse(dir) => AuditError::Unavailable(format!(
-                "the log in {dir} is held by a running nbledger server; stop it to run the audit \
-                 commands (reading beside a running server arrives with the multi-process work)"
+                "the log in {dir} is held by a process that does not answer on its socket \
+                 (a server starting or stopping, or an older nbledger); retry in a moment"
             )),
             other => AuditError::Fault(format!(
                 "the log cannot be read: {other}; `nbledger verify` names the first bad event"
@@ -80,6 +80,8 @@ pub struct Audit {
     store: Store,
     root: PathBuf,
     data: PathBuf,
+    /// The private copy `store` reads, removed when the audit ends.
+    _copy: Option<tempfile::TempDir>,
 }
 
 impl Audit {
@@ -101,7 +103,7 @@ impl Audit {
                 data.display()
             )));
         }
-        let store = Store::open(&data)?;
+        let (store, copy) = private_copy(&data)?;
         let recorded = store.recorded_root()?;
         let root: PathBuf = match (root, &recorded) {
             (Some(r), _) => {
@@ -121,7 +123,12 @@ impl Audit {
             (None, Some(rec)) if Path::new(rec).is_dir() => PathBuf::from(rec),
             (None, _) => cwd(),
         };
-        Ok(Audit { store, root, data })
+        Ok(Audit {
+            store,
+            root,
+            data,
+            _copy: Some(copy),
+        })
     }
 
     /// An audit over an already opened store (tests, benchmarks).
@@ -130,6 +137,7 @@ impl Audit {
             store,
             root: root.to_owned(),
             data: data.to_owned(),
+            _copy: None,
         }
     }
 
@@ -216,6 +224,56 @@ impl Audit {
         }
         Ok(())
     }
+}
+
+/// The log as of now, copied into a temporary folder (§8.9: an audit
+/// never blocks a server). Through the owner's socket when a server runs;
+/// else straight from the store, which is held only while copying.
+fn private_copy(data: &Path) -> Result<(Store, tempfile::TempDir), AuditError> {
+    let unavailable = |e: &dyn std::fmt::Display| AuditError::Unavailable(e.to_string());
+    let copy = tempfile::Builder::new()
+        .prefix("nbledger-audit-")
+        .tempdir()
+        .map_err(|e| unavailable(&e))?;
+    let into = copy.path().join("log");
+    for _ in 0..2 {
+        if let Some(store) =
+            crate::hub::copy_from_owner(data, &into).map_err(|e| unavailable(&e))?
+        {
+            return Ok((store, copy));
+        }
+        match Store::open(data) {
+            Ok(real) => {
+                let store = copy_local(&real, &into)?;
+                return Ok((store, copy));
+            }
+            // An owner may have started between the two tries.
+            Err(StoreError::InUse(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::InUse(data.display().to_string()).into())
+}
+
+/// Copies `real` into a new store in `into`, streaming through a bounded
+/// channel so the log never sits in memory whole.
+fn copy_local(real: &Store, into: &Path) -> Result<Store, AuditError> {
+    type Entry = (crate::store::Part, Vec<u8>, Vec<u8>);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Entry>(4096);
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            real.dump(|p, k, v| {
+                tx.send((p, k.to_vec(), v.to_vec()))
+                    .map_err(|_| std::io::Error::other("the copy stopped"))
+            })
+        });
+        let built = Store::from_dump(into, || Ok(rx.recv().ok()));
+        let read = reader
+            .join()
+            .map_err(|_| AuditError::Fault("copying the log failed".into()))?;
+        read?;
+        Ok(built?)
+    })
 }
 
 /// A record the indexes name is not in the log.

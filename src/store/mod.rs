@@ -52,6 +52,39 @@ pub enum StoreError {
     WrongRoot { recorded: String, given: String },
 }
 
+/// The trees of a [`Store::dump`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Part {
+    Events = 0,
+    Meta = 1,
+    Notebooks = 2,
+    Cells = 3,
+    Blobs = 4,
+}
+
+impl Part {
+    pub const ALL: [Part; 5] = [
+        Part::Events,
+        Part::Meta,
+        Part::Notebooks,
+        Part::Cells,
+        Part::Blobs,
+    ];
+
+    pub fn from_u8(b: u8) -> Option<Part> {
+        Part::ALL.get(usize::from(b)).copied()
+    }
+}
+
+/// The version a stored checkpoint is at, read from its leading fields
+/// (format, build, version) without decoding the projection.
+fn checkpoint_version(bytes: &[u8]) -> Option<u64> {
+    bincode::deserialize::<(u32, String, u64)>(bytes)
+        .ok()
+        .map(|(_, _, v)| v)
+}
+
 /// The secondary indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {
@@ -211,15 +244,21 @@ impl Store {
             dir: dir.to_path_buf(),
             db,
         };
-        let head = store.meta.get(HEAD)?.map(|v| be_u64(&v)).unwrap_or(0);
-        let head_hash = store
+        store.load_head()?;
+        Ok(store)
+    }
+
+    /// Reads the head and its hash from `meta` into memory.
+    fn load_head(&self) -> Result<(), StoreError> {
+        let head = self.meta.get(HEAD)?.map(|v| be_u64(&v)).unwrap_or(0);
+        let head_hash = self
             .meta
             .get(HEAD_HASH)?
             .and_then(|v| <Hash>::try_from(v.as_ref()).ok())
             .unwrap_or([0; 32]);
-        store.head.store(head, Ordering::SeqCst);
-        *store.head_hash.lock() = head_hash;
-        Ok(store)
+        self.head.store(head, Ordering::SeqCst);
+        *self.head_hash.lock() = head_hash;
+        Ok(())
     }
 
     /// The data folder this store lives in.
@@ -573,6 +612,111 @@ impl Store {
         Ok(self.meta.get(CHECKPOINT)?.map(|v| v.to_vec()))
     }
 
+    /// Everything a reader needs of the log up to the durable head, as raw
+    /// `(part, key, value)` entries (see [`Part`]); returns that head.
+    /// Records and index entries past it are left out, and the checkpoint
+    /// too when it is newer, so the copy is the log as of this call even
+    /// while writers go on: everything up to the head is immutable.
+    pub fn dump(
+        &self,
+        mut emit: impl FnMut(Part, &[u8], &[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        let io = |e: std::io::Error| StoreError::Sled(sled::Error::Io(e));
+        let head = self.head();
+        // A writer may have committed past the durable head already: then
+        // the head's hash as the log stored it is the next record's
+        // prev_hash. Never recomputed from the record, or a damaged head
+        // record would go unnoticed by `verify` on the copy.
+        let stored: (Option<sled::IVec>, Option<sled::IVec>) = self
+            .meta
+            .transaction(|m| {
+                Ok::<_, ConflictableTransactionError<sled::Error>>((
+                    m.get(HEAD)?,
+                    m.get(HEAD_HASH)?,
+                ))
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) | TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
+        let ahead = stored.0.as_ref().is_some_and(|h| be_u64(h) > head);
+        let head_hash: Option<Vec<u8>> = if ahead {
+            self.head_of(head + 1)?.map(|r| r.prev_hash.to_vec())
+        } else {
+            stored.1.map(|h| h.to_vec())
+        };
+        for kv in self.events.range(..=head.to_be_bytes()) {
+            let (k, v) = kv?;
+            emit(Part::Events, &k, &v).map_err(io)?;
+        }
+        for (part, tree) in [(Part::Notebooks, &self.by_nb), (Part::Cells, &self.by_cell)] {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                if be_u64(&k) <= head {
+                    emit(part, &k, &v).map_err(io)?;
+                }
+            }
+        }
+        for kv in self.blobs.iter() {
+            let (k, v) = kv?;
+            emit(Part::Blobs, &k, &v).map_err(io)?;
+        }
+        for kv in self.meta.iter() {
+            let (k, v) = kv?;
+            match k.as_ref() {
+                HEAD if ahead => emit(Part::Meta, HEAD, &head.to_be_bytes()),
+                HEAD_HASH => match &head_hash {
+                    Some(h) => emit(Part::Meta, HEAD_HASH, h),
+                    None => Ok(()),
+                },
+                CHECKPOINT if checkpoint_version(&v).is_none_or(|cv| cv > head) => Ok(()),
+                _ => emit(Part::Meta, &k, &v),
+            }
+            .map_err(io)?;
+        }
+        Ok(head)
+    }
+
+    /// Builds a store in `dir` (which must not hold one) from the entries
+    /// of a [`Store::dump`], and opens it.
+    pub fn from_dump(
+        dir: &Path,
+        mut next: impl FnMut() -> std::io::Result<Option<(Part, Vec<u8>, Vec<u8>)>>,
+    ) -> Result<Store, StoreError> {
+        let io = |e: std::io::Error| StoreError::Sled(sled::Error::Io(e));
+        let store = Store::open_waiting(dir, std::time::Duration::ZERO)?;
+        {
+            let mut batches: [sled::Batch; 5] = Default::default();
+            let mut pending = 0usize;
+            let flush = |batches: &mut [sled::Batch; 5]| -> Result<(), StoreError> {
+                for (part, batch) in Part::ALL.iter().zip(batches.iter_mut()) {
+                    store.tree(*part).apply_batch(std::mem::take(batch))?;
+                }
+                Ok(())
+            };
+            while let Some((part, k, v)) = next().map_err(io)? {
+                batches[part as usize].insert(k, v);
+                pending += 1;
+                if pending == 50_000 {
+                    flush(&mut batches)?;
+                    pending = 0;
+                }
+            }
+            flush(&mut batches)?;
+        }
+        store.load_head()?;
+        Ok(store)
+    }
+
+    fn tree(&self, part: Part) -> &sled::Tree {
+        match part {
+            Part::Events => &self.events,
+            Part::Meta => &self.meta,
+            Part::Notebooks => &self.by_nb,
+            Part::Cells => &self.by_cell,
+            Part::Blobs => &self.blobs,
+        }
+    }
+
     /// Flushes and releases nothing but sled's buffers; used at shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -655,6 +799,56 @@ mod tests {
             }],
             files: vec![],
         }
+    }
+
+    fn copy_of(s: &Store, into: &Path) -> Store {
+        let mut entries = Vec::new();
+        s.dump(|p, k, v| {
+            entries.push((p, k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let mut it = entries.into_iter();
+        Store::from_dump(into, || Ok(it.next())).unwrap()
+    }
+
+    #[test]
+    fn a_dump_is_the_log_as_of_the_durable_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a")).unwrap();
+        let mut hashes = Vec::new();
+        for v in 1..=5 {
+            hashes.push(
+                s.append(&event(v, if v % 2 == 0 { "a.ipynb" } else { "b.ipynb" }))
+                    .unwrap(),
+            );
+        }
+        // A checkpoint's leading fields: format, build, version.
+        let cp = bincode::serialize(&(1u32, "x".to_string(), 4u64, [7u8; 32])).unwrap();
+        s.put_checkpoint(&cp).unwrap();
+        let whole = copy_of(&s, &dir.path().join("b"));
+        assert_eq!(whole.head(), 5);
+        assert_eq!(whole.head_hash(), hashes[4]);
+        assert_eq!(whole.checkpoint().unwrap(), Some(cp.clone()));
+        assert_eq!(
+            whole.notebook_versions("a.ipynb", 0, 10).unwrap(),
+            vec![2, 4]
+        );
+
+        // Records 4 and 5 committed but not yet published as durable: the
+        // copy stops at 3, with 3's hash as record 4 chains it.
+        s.head.store(3, Ordering::SeqCst);
+        let early = copy_of(&s, &dir.path().join("c"));
+        assert_eq!(early.head(), 3);
+        assert_eq!(early.head_hash(), hashes[2]);
+        assert!(early.get(4).unwrap().is_none());
+        assert_eq!(early.notebook_versions("a.ipynb", 0, 10).unwrap(), vec![2]);
+        assert_eq!(
+            early.checkpoint().unwrap(),
+            None,
+            "a checkpoint past the head is left out"
+        );
+        assert_eq!(checkpoint_version(&cp), Some(4));
     }
 
     #[test]
