@@ -100,12 +100,81 @@ enum Mode {
 struct Link {
     peer: Peer<RoleClient>,
     generation: u64,
+    /// Calls sent on this link and not yet answered.
+    in_flight: Arc<Counter>,
 }
+
+/// A count that can be awaited down to zero.
+#[derive(Default)]
+struct Counter {
+    n: AtomicUsize,
+    zero: Notify,
+}
+
+impl Counter {
+    fn enter(self: &Arc<Self>) -> CounterGuard {
+        self.n.fetch_add(1, Ordering::SeqCst);
+        CounterGuard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.n.load(Ordering::SeqCst)
+    }
+
+    async fn zero(&self) {
+        loop {
+            let zero = self.zero.notified();
+            if self.count() == 0 {
+                return;
+            }
+            zero.await;
+        }
+    }
+}
+
+struct CounterGuard(Arc<Counter>);
+
+impl Drop for CounterGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.zero.notify_waiters();
+        }
+    }
+}
+
+/// The notification a stopping owner sends each attached process: send
+/// nothing more on this link, close it once your calls are answered.
+const HANDOVER: &str = "notifications/nbledger/handover";
+
+/// The attached side of a link: hears the owner's handover.
+struct AttachedClient {
+    config: ClientConfig,
+    generation: u64,
+    retire: watch::Sender<u64>,
+}
+
+impl rmcp::ClientHandler for AttachedClient {
+    fn get_info(&self) -> ClientConfig {
+        self.config.clone()
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: rmcp::model::CustomNotification,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        if notification.method == HANDOVER {
+            self.retire.send_replace(self.generation);
+        }
+    }
+}
+
+type AttachedService = rmcp::service::RunningService<RoleClient, AttachedClient>;
 
 /// What [`acquire`] got.
 enum Acquired {
     Owner(Arc<Engine>),
-    Attached(rmcp::service::RunningService<RoleClient, ClientConfig>),
+    Attached(AttachedService, u64),
 }
 
 pub struct Hub {
@@ -114,27 +183,15 @@ pub struct Hub {
     mode: watch::Sender<Mode>,
     /// Set when this process stops: no new calls, long-polls end.
     draining: CancellationToken,
-    /// Set after draining, to close the owner's socket sessions.
-    closing: CancellationToken,
-    in_flight: AtomicUsize,
-    idle: Notify,
-    /// The attached link a call found dead (its generation).
-    lost: watch::Sender<u64>,
+    /// Calls running on this process's engine.
+    in_flight: Arc<Counter>,
+    /// The attached link to give up (its generation): the owner is
+    /// handing over, or a call found the link dead.
+    retire: watch::Sender<u64>,
     generation: AtomicU64,
     sessions: TaskTracker,
     /// The engine, while this process owns the store.
     engine: parking_lot::Mutex<Option<Arc<Engine>>>,
-}
-
-/// Counts a call in flight on the owner, so a clean stop can wait for it.
-struct InFlight<'a>(&'a Hub);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 impl Hub {
@@ -148,10 +205,8 @@ impl Hub {
             data: data.to_path_buf(),
             mode: watch::Sender::new(Mode::Down),
             draining: CancellationToken::new(),
-            closing: CancellationToken::new(),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            lost: watch::Sender::new(0),
+            in_flight: Arc::default(),
+            retire: watch::Sender::new(0),
             generation: AtomicU64::new(0),
             sessions: TaskTracker::new(),
             engine: parking_lot::Mutex::new(None),
@@ -192,21 +247,11 @@ impl Hub {
         if owner {
             let _ = std::fs::remove_file(self.data.join(SOCKET));
         }
-        let wait_idle = async {
-            loop {
-                let idle = self.idle.notified();
-                if self.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(30), wait_idle).await;
-        // The last answers are written by the sessions' own tasks.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        self.closing.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.in_flight.zero()).await;
+        // Each session tells its attached process to hand over and ends
+        // when that process has had every call it sent answered.
         self.sessions.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.sessions.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions.wait()).await;
         self.mode.send_replace(Mode::Down);
         let engine = self.engine.lock().take();
         if let Some(engine) = engine {
@@ -219,10 +264,17 @@ impl Hub {
         }
     }
 
-    fn enter(&self) -> Option<InFlight<'_>> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight(self);
+    fn enter(&self) -> Option<CounterGuard> {
+        let guard = self.in_flight.enter();
         (!self.draining.is_cancelled()).then_some(guard)
+    }
+
+    /// Waits until the mode is no longer the link `generation`.
+    async fn wait_left(&self, generation: u64) {
+        let mut rx = self.mode.subscribe();
+        let _ = rx
+            .wait_for(|m| !matches!(m, Mode::Attached(l) if l.generation == generation))
+            .await;
     }
 
     /// The mode once it is usable, or `None` after `READY_WAIT`.
@@ -264,20 +316,39 @@ async fn supervise(hub: Arc<Hub>, first: Acquired) {
                 tracing::info!("owner of the store");
                 return;
             }
-            Acquired::Attached(service) => {
-                let generation = hub.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                let peer = service.peer().clone();
-                hub.mode
-                    .send_replace(Mode::Attached(Link { peer, generation }));
+            Acquired::Attached(service, generation) => {
+                let in_flight: Arc<Counter> = Arc::default();
+                let link = Link {
+                    peer: service.peer().clone(),
+                    generation,
+                    in_flight: in_flight.clone(),
+                };
+                hub.mode.send_replace(Mode::Attached(link));
                 tracing::info!("attached to the store's owner");
-                let mut lost = hub.lost.subscribe();
+                let cancel = service.cancellation_token();
+                let mut ended = tokio::spawn(async move {
+                    let _ = service.waiting().await;
+                });
+                let mut retire = hub.retire.subscribe();
                 tokio::select! {
-                    _ = service.waiting() => {},
-                    _ = lost.wait_for(|g| *g == generation) => {},
+                    _ = &mut ended => {},
+                    _ = async { retire.wait_for(|g| *g == generation).await.is_ok() } => {
+                        // New calls wait for the next owner; the ones sent
+                        // here get their answers (run, or a handover that
+                        // is retried) before the link closes.
+                        hub.mode.send_replace(Mode::Down);
+                        let drained = tokio::time::timeout(Duration::from_secs(60), in_flight.zero());
+                        tokio::select! {
+                            _ = drained => {},
+                            _ = &mut ended => {},
+                        }
+                        cancel.cancel();
+                        let _ = ended.await;
+                    }
                     _ = hub.draining.cancelled() => return,
                 }
                 hub.mode.send_replace(Mode::Down);
-                tracing::info!("lost the store's owner; taking over or re-attaching");
+                tracing::info!("left the store's owner; taking over or re-attaching");
             }
         }
     }
@@ -291,8 +362,8 @@ async fn acquire(hub: &Arc<Hub>) -> anyhow::Result<Acquired> {
         if hub.draining.is_cancelled() {
             anyhow::bail!("stopping");
         }
-        if let Some(service) = attach(hub).await? {
-            return Ok(Acquired::Attached(service));
+        if let Some((service, generation)) = attach(hub).await? {
+            return Ok(Acquired::Attached(service, generation));
         }
         let data = hub.data.clone();
         let opened =
@@ -324,9 +395,7 @@ async fn acquire(hub: &Arc<Hub>) -> anyhow::Result<Acquired> {
 }
 
 /// Connects and says hello. `Ok(None)`: no owner listening.
-async fn attach(
-    hub: &Hub,
-) -> anyhow::Result<Option<rmcp::service::RunningService<RoleClient, ClientConfig>>> {
+async fn attach(hub: &Hub) -> anyhow::Result<Option<(AttachedService, u64)>> {
     let sock = hub.socket()?;
     let Ok(stream) = UnixStream::connect(&sock.path).await else {
         return Ok(None);
@@ -365,12 +434,17 @@ async fn attach(
                 .unwrap_or_else(|| "the store's owner refused this process".into())
         );
     }
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("nbledger-attached", env!("CARGO_PKG_VERSION")),
-    );
-    match config.serve(stream).await {
-        Ok(service) => Ok(Some(service)),
+    let generation = hub.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    let client = AttachedClient {
+        config: ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("nbledger-attached", env!("CARGO_PKG_VERSION")),
+        ),
+        generation,
+        retire: hub.retire.clone(),
+    };
+    match client.serve(stream).await {
+        Ok(service) => Ok(Some((service, generation))),
         Err(_) => Ok(None),
     }
 }
@@ -485,10 +559,26 @@ async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Res
     let front = Front::new(hub.clone(), true);
     let service = front.serve(stream.into_inner()).await?;
     let cancel = service.cancellation_token();
-    let closing = hub.closing.clone();
+    let peer = service.peer().clone();
+    let mut ended = tokio::spawn(async move {
+        let _ = service.waiting().await;
+    });
     tokio::select! {
-        _ = service.waiting() => {},
-        _ = closing.cancelled() => cancel.cancel(),
+        _ = &mut ended => return Ok(()),
+        _ = hub.draining.cancelled() => {}
+    }
+    // Calls still arriving are answered with a handover (nothing applied)
+    // until the attached process closes the link.
+    let note = rmcp::model::CustomNotification::new(HANDOVER, None);
+    let _ = peer
+        .send_notification(rmcp::model::ServerNotification::CustomNotification(note))
+        .await;
+    if tokio::time::timeout(Duration::from_secs(5), &mut ended)
+        .await
+        .is_err()
+    {
+        cancel.cancel();
+        let _ = ended.await;
     }
     Ok(())
 }
@@ -582,6 +672,7 @@ impl Front {
                         DECLARED.into(),
                         declared.clone().map_or(Value::Null, Value::String),
                     );
+                    let _sent = link.in_flight.enter();
                     let answer = tokio::select! {
                         a = link.peer.call_tool(forwarded) => a,
                         _ = context.ct.cancelled() => {
@@ -590,13 +681,23 @@ impl Front {
                     };
                     match answer {
                         Ok(result) if is_handover(&result) => {
-                            self.hub.lost.send_replace(link.generation);
+                            self.hub.retire.send_replace(link.generation);
+                            drop(_sent);
+                            self.hub.wait_left(link.generation).await;
                             continue;
                         }
-                        Ok(result) => return Ok(complete(result)),
+                        Ok(mut result) => {
+                            // The owner's session with us is of the older
+                            // era, which carries no resultType; our caller's
+                            // may need it (rmcp strips it again for legacy).
+                            result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+                            return Ok(complete(result));
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, tool = %request.name, "the store's owner went away during a call");
-                            self.hub.lost.send_replace(link.generation);
+                            self.hub.retire.send_replace(link.generation);
+                            drop(_sent);
+                            self.hub.wait_left(link.generation).await;
                             if read_only {
                                 continue;
                             }

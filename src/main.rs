@@ -196,13 +196,17 @@ fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nbledger: {e:#}");
             ExitCode::from(4)
         }
-    }
+    };
+    // A stop by signal leaves tokio's stdin reader blocked in read(2):
+    // do not wait for it (everything that matters was flushed already).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 /// The audit commands: synchronous, read-only on the log (§5).

@@ -448,3 +448,60 @@ async fn the_audit_commands_read_beside_running_servers() {
     let shown: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(shown["cells"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_owner_finishes_its_calls_and_hands_over_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (owner, mut owner_proc) = connect_child(root, "owner").await;
+    let ids = common::create(&owner, "n.ipynb", &["x = 0"]).await;
+    common::create(&owner, "quiet.ipynb", &["y = 0"]).await;
+    let attached = Arc::new(connect(root, "attached").await);
+    // A long-poll in flight on the owner, through the attached process.
+    let poller = attached.clone();
+    let poll = tokio::spawn(async move {
+        call(
+            &poller,
+            "get_notebook_changes",
+            json!({"path": "quiet.ipynb", "since_version": 2, "wait_ms": 60000}),
+        )
+        .await
+    });
+    let writer = attached.clone();
+    let id = ids[0].clone();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = done.clone();
+    let writes = tokio::spawn(async move {
+        let mut versions = Vec::new();
+        for i in 1..=300 {
+            let r = call(
+                &writer,
+                "update_cell",
+                json!({"path": "n.ipynb", "cell_id": id, "source": format!("x = {i}")}),
+            )
+            .await;
+            // A clean stop is invisible to attached callers: no errors.
+            versions.push(r.ok()["version"].as_u64().unwrap());
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        versions
+    });
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 50 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pid = owner_proc.id().unwrap() as i32;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = owner_proc.wait().await.unwrap();
+    assert!(status.success(), "a clean stop exits 0: {status:?}");
+    let versions = writes.await.unwrap();
+    assert_eq!(versions, (3..=302).collect::<Vec<_>>());
+    assert!(
+        done.load(std::sync::atomic::Ordering::SeqCst) == 300,
+        "the writes went on across the handover"
+    );
+    drop(owner);
+    // The long-poll is answered (or moved to the new owner), never an error.
+    let polled = poll.await.unwrap();
+    assert!(!polled.is_error, "{}", polled.value);
+}

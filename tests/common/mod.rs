@@ -34,7 +34,11 @@ pub async fn connect(root: &Path, name: &str) -> Client {
     let mut cmd = Command::new(bin());
     cmd.arg("serve").arg("--root").arg(root);
     let (transport, _) = TokioChildProcess::builder(cmd)
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("spawn nbledger");
     let config = ClientConfig::new(
@@ -175,7 +179,10 @@ pub fn http_server(root: &std::path::Path, token: Option<&str>) -> (Child, Strin
     let mut child = cmd.spawn().expect("spawn");
     let mut line = String::new();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    err.read_line(&mut line).unwrap();
+    while !line.contains("serving MCP at") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the server stopped");
+    }
     // Keep draining stderr: a server whose log pipe is closed cannot log.
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
@@ -216,7 +223,11 @@ pub async fn connect_child(root: &Path, name: &str) -> (Client, tokio::process::
         .arg(root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()
         .expect("spawn nbledger");

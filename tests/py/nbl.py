@@ -8,14 +8,18 @@ import copy
 import json
 import os
 import re
+import subprocess
+import threading
 import warnings
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import anyio
 import nbformat
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult, Implementation
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +109,47 @@ async def client_session(root: Path, mode: str, client_name: str = "pytest") -> 
                 client_info=Implementation(name=client_name, version="0.0.1"),
             ) as client:
                 yield Tools(client)
+
+
+@contextmanager
+def http_server(root: Path, token: str) -> Iterator[str]:
+    """`nbledger serve --http` on a free loopback port with a bearer token;
+    yields its /mcp URL. stderr is drained so the server can always log."""
+    env = dict(os.environ, NBLEDGER_TOKEN=token, NBLEDGER_LOG=os.environ.get("NBLEDGER_LOG", "warn"))
+    proc = subprocess.Popen(
+        [str(binary()), "serve", "--http", "127.0.0.1:0", "--root", str(root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), line
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str | None, mode: str, client_name: str) -> AsyncIterator["Tools"]:
+    """`mcp.Client` over streamable HTTP, with the bearer token when given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with unwrap_groups():
+        with anyio.fail_after(SESSION_TIMEOUT):
+            async with create_mcp_http_client(headers=headers) as http:
+                async with Client(
+                    streamable_http_client(url, http_client=http),
+                    mode=mode,
+                    read_timeout_seconds=REQUEST_TIMEOUT,
+                    client_info=Implementation(name=client_name, version="0.0.1"),
+                ) as client:
+                    yield Tools(client)
 
 
 class ToolError(AssertionError):

@@ -1,4 +1,5 @@
-"""Interop with the official Python MCP SDK (mcp 2.3.0) over stdio.
+"""Interop with the official Python MCP SDK (mcp 2.3.0) over stdio and
+streamable HTTP, one server process or several on one root.
 
 Every `call_tool` here also goes through the SDK's own check of
 structuredContent against the tool's declared outputSchema (it raises on a
@@ -14,6 +15,7 @@ import pytest
 from mcp import MCPError
 
 import nbl
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -210,3 +212,47 @@ async def test_client_over_stdio(root, mode):
             assert t.peer.server_info is not None and t.peer.server_info.name == "nbledger"
         await check_tool_listing(t)
         await full_flow(t, f"pytest-{mode}")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_client_over_http(root, mode):
+    """`mcp.Client` on `serve --http` in both protocol eras, with the bearer
+    token; without it the server answers 401 and the SDK cannot connect."""
+    token = "py-token-42"
+    with nbl.http_server(root, token) as url:
+        with pytest.raises(MCPError):
+            async with nbl.http_session(url, None, mode, "intruder") as t:
+                await t.list_tools()
+        async with create_mcp_http_client() as http:
+            bare = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert bare.status_code == 401
+        assert bare.headers.get("www-authenticate", "").startswith("Bearer")
+        async with nbl.http_session(url, token, mode, f"pytest-http-{mode}") as t:
+            if mode == "legacy":
+                assert t.peer.protocol_version == "2025-11-25"
+            await check_tool_listing(t)
+            await full_flow(t, f"pytest-http-{mode}")
+
+
+async def test_sdk_clients_each_with_their_own_server_share_one_log(root):
+    """Two agents, each spawning its own stdio server on one root (and one
+    more over HTTP): one log, one version sequence, each sees the others."""
+    token = "py-token-7"
+    with nbl.http_server(root, token) as url:
+        async with nbl.client_session(root, "legacy", client_name="agent-a") as a:
+            async with nbl.client_session(root, "2026-07-28", client_name="agent-b") as b:
+                async with nbl.http_session(url, token, "2026-07-28", "agent-c") as c:
+                    made = await a.ok("create_notebook", path="shared.ipynb")
+                    assert made["version"] == 1
+                    seen = set()
+                    for i, t in enumerate([b, c, a, b, c]):
+                        r = await t.ok("insert_cell", path="shared.ipynb", source=f"x = {i}")
+                        seen.add(r["version"])
+                    assert seen == {2, 3, 4, 5, 6}
+                    feed = await c.ok("get_notebook_changes", path="shared.ipynb", since_version=0)
+                    assert [ch["version"] for ch in feed["changes"]] == [1, 2, 3, 4, 5, 6]
+                    assert [ch["client_name"] for ch in feed["changes"]] == [
+                        "agent-a", "agent-b", "agent-c", "agent-a", "agent-b", "agent-c"]
+                    content = await b.ok("get_notebook_content", path="shared.ipynb")
+                    assert [cell["source"] for cell in content["cells"]] == [f"x = {i}" for i in range(5)]
+    nbl.check_written_notebook(root / "shared.ipynb", nbformat_writes_equal=True)
