@@ -1,0 +1,209 @@
+//! Concurrent load through real server processes (issue 4).
+//!
+//! `cargo bench --bench concurrency` runs, on a 100-cell notebook:
+//! - stdio: N agents, each with its own `nbledger serve` process on the
+//!   same root (the first owns the store, the rest attach and forward);
+//! - http: N agents on one `serve --http` process (2026-07-28 clients);
+//! - one agent through an attached process vs through the owner.
+//!
+//! Each agent does NBLEDGER_LOAD_N (default 300) `update_cell` calls on its
+//! own cell, back to back. Prints aggregate writes/s and p50/p99 latency.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+const CELLS: usize = 100;
+
+fn config(name: &str) -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(name, "0.1"),
+    )
+}
+
+async fn stdio(root: &Path, name: &str) -> Client {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nbledger"));
+    cmd.arg("serve").arg("--root").arg(root);
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    config(name).serve(transport).await.expect("handshake")
+}
+
+fn http_server(root: &Path) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nbledger"))
+        .args(["serve", "--http", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving MCP at") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "server stopped");
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    (child, url)
+}
+
+async fn http(url: &str, name: &str) -> Client {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
+    );
+    config(name)
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("connect")
+}
+
+async fn update(c: &Client, cell: &str, i: usize) {
+    let args = json!({"path": "n.ipynb", "cell_id": cell, "source": format!("x = {i}")});
+    let r = c
+        .call_tool(
+            CallToolRequestParams::new("update_cell")
+                .with_arguments(args.as_object().cloned().unwrap_or_default()),
+        )
+        .await
+        .expect("call");
+    assert_ne!(r.is_error, Some(true), "{:?}", r.structured_content);
+}
+
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cells: Vec<Value> = (0..CELLS)
+        .map(|i| {
+            json!({"cell_type": "code", "execution_count": null, "id": format!("c{i:07}"),
+                   "metadata": {}, "outputs": [], "source": format!("x_{i} = {i}")})
+        })
+        .collect();
+    let nb = json!({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5});
+    std::fs::write(dir.path().join("n.ipynb"), nb.to_string()).unwrap();
+    dir
+}
+
+/// Runs every client's `n` updates at once; prints and returns writes/s.
+async fn run(label: &str, clients: Vec<Client>, n: usize) -> f64 {
+    let clients: Vec<Arc<Client>> = clients.into_iter().map(Arc::new).collect();
+    // Warm up: the import, caches, connections.
+    for (k, c) in clients.iter().enumerate() {
+        update(c, &format!("c{k:07}"), usize::MAX - k).await;
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, c) in clients.iter().enumerate() {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let cell = format!("c{k:07}");
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                let t = Instant::now();
+                update(&c, &cell, i).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let total = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let rate = lat.len() as f64 / total.as_secs_f64();
+    println!(
+        "{label:<28} {:>6} writes  {:>8.0} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        lat.len(),
+        rate,
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+    );
+    for c in clients {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            let _ = c.cancel().await;
+        }
+    }
+    rate
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    // `cargo bench` passes --bench; a filter argument is not supported.
+    let n: usize = std::env::var("NBLEDGER_LOAD_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    println!("update_cell on a {CELLS}-cell notebook, {n} calls per client, durable per call");
+
+    let mut stdio_rates = Vec::new();
+    for clients in [1usize, 4, 16] {
+        let dir = workspace();
+        let mut cs = Vec::new();
+        for k in 0..clients {
+            cs.push(stdio(dir.path(), &format!("agent{k}")).await);
+        }
+        let rate = run(&format!("stdio, {clients} processes"), cs, n).await;
+        stdio_rates.push(rate);
+    }
+    let mut http_rates = Vec::new();
+    for clients in [1usize, 4, 16] {
+        let dir = workspace();
+        let (mut server, url) = http_server(dir.path());
+        let mut cs = Vec::new();
+        for k in 0..clients {
+            cs.push(http(&url, &format!("agent{k}")).await);
+        }
+        http_rates.push(run(&format!("http, {clients} clients"), cs, n).await);
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    // One agent, served by the owner vs by an attached process.
+    let dir = workspace();
+    let owner = stdio(dir.path(), "owner").await;
+    let by_owner = run("one agent, owner process", vec![owner], n).await;
+    let dir2 = workspace();
+    let idle_owner = stdio(dir2.path(), "idle").await;
+    let attached = stdio(dir2.path(), "attached").await;
+    let by_attached = run("one agent, attached process", vec![attached], n).await;
+    drop(idle_owner);
+
+    println!();
+    println!(
+        "stdio scaling: 4 = {:.2}x, 16 = {:.2}x of one client",
+        stdio_rates[1] / stdio_rates[0],
+        stdio_rates[2] / stdio_rates[0]
+    );
+    println!(
+        "http scaling:  4 = {:.2}x, 16 = {:.2}x of one client",
+        http_rates[1] / http_rates[0],
+        http_rates[2] / http_rates[0]
+    );
+    println!(
+        "attached / owner throughput: {:.2}",
+        by_attached / by_owner
+    );
+}
