@@ -202,8 +202,5 @@ async fn main() {
         http_rates[1] / http_rates[0],
         http_rates[2] / http_rates[0]
     );
-    println!(
-        "attached / owner throughput: {:.2}",
-        by_attached / by_owner
-    );
+    println!("attached / owner throughput: {:.2}", by_attached / by_owner);
 }

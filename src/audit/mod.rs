@@ -244,7 +244,7 @@ fn private_copy(data: &Path) -> Result<(Store, tempfile::TempDir), AuditError> {
         }
         match Store::open(data) {
             Ok(real) => {
-                let store = copy_local(&real, &into)?;
+                let store = real.copy_files(&into)?;
                 return Ok((store, copy));
             }
             // An owner may have started between the two tries.
@@ -253,27 +253,6 @@ fn private_copy(data: &Path) -> Result<(Store, tempfile::TempDir), AuditError> {
         }
     }
     Err(StoreError::InUse(data.display().to_string()).into())
-}
-
-/// Copies `real` into a new store in `into`, streaming through a bounded
-/// channel so the log never sits in memory whole.
-fn copy_local(real: &Store, into: &Path) -> Result<Store, AuditError> {
-    type Entry = (crate::store::Part, Vec<u8>, Vec<u8>);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Entry>(4096);
-    std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            real.dump(|p, k, v| {
-                tx.send((p, k.to_vec(), v.to_vec()))
-                    .map_err(|_| std::io::Error::other("the copy stopped"))
-            })
-        });
-        let built = Store::from_dump(into, || Ok(rx.recv().ok()));
-        let read = reader
-            .join()
-            .map_err(|_| AuditError::Fault("copying the log failed".into()))?;
-        read?;
-        Ok(built?)
-    })
 }
 
 /// A record the indexes name is not in the log.

@@ -676,6 +676,29 @@ impl Store {
         Ok(head)
     }
 
+    /// Copies this store's files into `into` and opens the copy. Only for a
+    /// store no one writes (its owner holds the lock and is idle): a file
+    /// copy is many times faster than [`Store::dump`] + [`Store::from_dump`].
+    pub fn copy_files(&self, into: &Path) -> Result<Store, StoreError> {
+        fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+            std::fs::create_dir_all(to)?;
+            for entry in std::fs::read_dir(from)? {
+                let entry = entry?;
+                let target = to.join(entry.file_name());
+                if entry.file_type()?.is_dir() {
+                    copy_dir(&entry.path(), &target)?;
+                } else {
+                    std::fs::copy(entry.path(), &target)?;
+                }
+            }
+            Ok(())
+        }
+        self.db.flush()?;
+        copy_dir(&self.dir.join("log"), &into.join("log"))
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        Store::open_waiting(into, std::time::Duration::ZERO)
+    }
+
     /// Builds a store in `dir` (which must not hold one) from the entries
     /// of a [`Store::dump`], and opens it.
     pub fn from_dump(
