@@ -16,10 +16,13 @@
 //! order and the state order identical, which is what makes replay exact.
 //! Concurrent writers share one flush and one file write per notebook by
 //! group commit (LevelDB's writer queue): a write is a job pushed on a
-//! queue before its caller waits for the mutex; whoever holds the mutex
-//! runs every queued job as one batch and answers them all. A job is
-//! therefore either run by a holder before that holder unlocks, or still
-//! queued when its own caller gets the mutex.
+//! queue. If no caller is leading, the pusher becomes the leader: it takes
+//! the mutex and runs every queued job as one batch, then answers them all
+//! and wakes their callers, who wait on a condition variable rather than on
+//! the mutex (so an answered caller never waits behind the next batch's
+//! flush). A job is therefore either run by a leader, which answers it
+//! before stepping down, or still queued when its own caller finds nobody
+//! leading and leads.
 //!
 //! Invariants of a batch:
 //! - Each job runs against the state the jobs before it staged: staging
@@ -49,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ToolError, quote};
@@ -152,6 +155,14 @@ type Job = Box<dyn FnOnce(&Engine, &mut Inner) -> Answer + Send>;
 /// once the batch is durable.
 type Slot = Arc<Mutex<Option<Answer>>>;
 
+/// Writes waiting for a batch, and whether a caller is running batches.
+#[derive(Default)]
+struct Queue {
+    /// Oldest first.
+    jobs: Vec<(Job, Slot)>,
+    leading: bool,
+}
+
 #[derive(Default)]
 struct Inner {
     ws: Workspace,
@@ -174,8 +185,10 @@ pub struct Engine {
     root: Root,
     store: Store,
     inner: Mutex<Inner>,
-    /// Writes waiting for a batch, oldest first.
-    queue: Mutex<Vec<(Job, Slot)>>,
+    queue: Mutex<Queue>,
+    /// Signalled (under `queue`) when a batch's answers are in their
+    /// slots and when the leader steps down.
+    answered: Condvar,
     /// The newest committed (durable) version, for long-polling readers.
     head_tx: tokio::sync::watch::Sender<u64>,
 }
@@ -226,7 +239,8 @@ impl Engine {
                 checkpointed,
                 ..Inner::default()
             }),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            answered: Condvar::new(),
             head_tx,
         };
         engine.reconcile_all();
@@ -307,25 +321,52 @@ impl Engine {
     }
 
     /// Queues `job` and returns its answer once it has run in a durable
-    /// batch, led by this caller or by an earlier holder of the mutex.
+    /// batch, led by this caller or by another.
     fn submit(&self, job: Job) -> Answer {
         let slot = Slot::default();
-        self.queue.lock().push((job, slot.clone()));
-        let mut inner = self.lock();
+        let mut queue = self.queue.lock();
+        queue.jobs.push((job, slot.clone()));
         loop {
             if let Some(answer) = slot.lock().take() {
                 return answer;
             }
+            if !queue.leading {
+                queue.leading = true;
+                drop(queue);
+                let leader = Leader(self);
+                let ran = self.lead(&slot);
+                drop(leader);
+                if !ran {
+                    // Only a leader that panicked mid-batch drops a job unrun.
+                    return Err(internal("the call was lost to a failure of another call"));
+                }
+                queue = self.queue.lock();
+                continue;
+            }
+            self.answered.wait(&mut queue);
+        }
+    }
+
+    /// Runs queued jobs in batches under the mutex until `slot` is
+    /// answered; false if its job is no longer queued and unanswered.
+    fn lead(&self, slot: &Slot) -> bool {
+        let mut inner = self.lock();
+        loop {
             let batch: Vec<(Job, Slot)> = {
                 let mut queue = self.queue.lock();
-                let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect()
+                let n = queue.jobs.len().min(MAX_BATCH);
+                queue.jobs.drain(..n).collect()
             };
             if batch.is_empty() {
-                // Only a holder that panicked mid-batch drops a job unrun.
-                return Err(internal("the call was lost to a failure of another call"));
+                return false;
             }
             self.run_batch(&mut inner, batch);
+            if slot.lock().is_some() {
+                return true;
+            }
+            // Wake the callers answered so far; this one leads on.
+            let _queue = self.queue.lock();
+            self.answered.notify_all();
         }
     }
 
@@ -1219,6 +1260,19 @@ fn store_error(e: StoreError) -> ToolError {
     ))
 }
 
+/// The caller running batches. Stepping down (also by unwinding) wakes
+/// every waiting caller: the answered ones return, and one whose job is
+/// still queued leads next.
+struct Leader<'a>(&'a Engine);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        queue.leading = false;
+        self.0.answered.notify_all();
+    }
+}
+
 /// Replaces every answer that depended on a dropped batch with `error`.
 fn withdraw(answers: &mut [(Slot, Answer, bool)], error: &ToolError) {
     for (_, answer, provisional) in answers.iter_mut().filter(|a| a.2) {
@@ -1495,15 +1549,15 @@ mod tests {
     }
 
     /// Runs `calls` as one batch, queued in this order: each runs on its
-    /// own thread while the test holds the mutex, which it lets go once
-    /// every job is queued.
+    /// own thread while the test holds the mutex (the first caller leads
+    /// and waits for it), which it lets go once every job is queued.
     fn one_batch(engine: &Engine, calls: Vec<Call<'_>>) -> Vec<Answer> {
         std::thread::scope(|s| {
             let held = engine.inner.lock();
             let mut running = Vec::new();
             for (queued, call) in calls.into_iter().enumerate() {
                 running.push(s.spawn(move || call(engine)));
-                while engine.queue.lock().len() <= queued {
+                while engine.queue.lock().jobs.len() <= queued {
                     std::thread::yield_now();
                 }
             }
