@@ -5,10 +5,20 @@
 //! without outputs and (b) a 1,000-cell notebook with image and stream
 //! outputs (about 4.7 MB), and for reading one cell of (b).
 //! NBLEDGER_E2E_N sets the number of calls per case (default 2000).
+//!
+//! Group commit is measured in process first: N threads (1, 4, 16) share
+//! one `Engine` and call `update_cell` on distinct cells of a 100-cell
+//! notebook, NBLEDGER_E2E_N calls in all per case; the table gives each
+//! call's latency and the aggregate rate, and the rates are compared with
+//! the first case's. NBLEDGER_E2E_THREADS (default `1,4,16`) sets the
+//! thread counts; NBLEDGER_E2E_CONCURRENT_ONLY=1 skips the MCP cases.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use nbledger::engine::{Actor, Engine};
+use nbledger::tools::edit;
 
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::RunningService;
@@ -113,6 +123,88 @@ async fn run(name: &str, n: usize, mut f: impl AsyncFnMut(usize)) -> Stats {
     }
 }
 
+/// `n` update_cell calls split over `threads` threads sharing one engine,
+/// each thread on its own cells of the 100-cell notebook `a.ipynb`.
+fn concurrent_updates(engine: &Engine, threads: usize, n: usize) -> Stats {
+    let per_thread = n / threads;
+    let start = Instant::now();
+    let lat: Vec<Duration> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let who = Actor {
+                        client_name: format!("bench-{t}"),
+                        request_id: None,
+                        named: true,
+                    };
+                    (0..per_thread)
+                        .map(|i| {
+                            let cell = (t + i * threads) % 100;
+                            let args = edit::UpdateArgs {
+                                path: "a.ipynb".into(),
+                                cell_id: Some(format!("c{cell:07}")),
+                                index: None,
+                                source: format!("x = {threads}.{t}.{i}\n"),
+                                expected_version: None,
+                                force: None,
+                                client_name: None,
+                                request_id: None,
+                            };
+                            let began = Instant::now();
+                            edit::update_cell(engine, args, &who).expect("update_cell");
+                            began.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("bench thread"))
+            .collect()
+    });
+    Stats {
+        name: format!("(a) update_cell in process, {threads} thread(s)"),
+        n: lat.len(),
+        total: start.elapsed(),
+        lat,
+    }
+}
+
+/// The group-commit rows, and each case's rate relative to one thread.
+fn group_commit(n: usize) -> (Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::write(
+        root.join("a.ipynb"),
+        serde_json::to_vec_pretty(&notebook(100, false)).unwrap(),
+    )
+    .unwrap();
+    let engine = Engine::open(root, &root.join(".nbledger")).expect("open");
+    // The first touch imports the notebook; not measured.
+    engine.read("a.ipynb", |_| Ok(())).expect("import");
+    let mut rows = Vec::new();
+    let mut ratios = Vec::new();
+    let mut single = 0.0;
+    let counts: Vec<usize> = std::env::var("NBLEDGER_E2E_THREADS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16]);
+    for threads in counts {
+        let mut stats = concurrent_updates(&engine, threads, n);
+        let rate = stats.n as f64 / stats.total.as_secs_f64();
+        if single == 0.0 {
+            single = rate;
+        }
+        ratios.push(format!(
+            "{threads} thread(s): {rate:.0} writes/s = {:.2}x the first case",
+            rate / single
+        ));
+        rows.push(stats.row());
+    }
+    (rows, ratios)
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; ignore arguments.
@@ -120,6 +212,19 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
+    let (concurrent, ratios) = group_commit(n);
+    let header =
+        "| case | calls | p50 ms | p99 ms | mean ms | calls/s |\n|---|---|---|---|---|---|";
+    if std::env::var_os("NBLEDGER_E2E_CONCURRENT_ONLY").is_some() {
+        println!("{header}");
+        for row in concurrent {
+            println!("{row}");
+        }
+        for r in ratios {
+            println!("{r}");
+        }
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     std::fs::write(
@@ -235,9 +340,11 @@ async fn main() {
     c.cancel().await.expect("shutdown");
 
     println!("notebook (b) on disk: {:.2} MB", size_b as f64 / 1e6);
-    println!("| case | calls | p50 ms | p99 ms | mean ms | calls/s |");
-    println!("|---|---|---|---|---|---|");
-    for row in rows {
+    println!("{header}");
+    for row in concurrent.into_iter().chain(rows) {
         println!("{row}");
+    }
+    for r in ratios {
+        println!("{r}");
     }
 }

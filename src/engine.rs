@@ -3,28 +3,64 @@
 //! the current state, and commits them as one event.
 //!
 //! A write goes: lock → sync the file (import / take in an outside change)
-//! → plan → fold the event into a trial copy of the notebook → render the
-//! file from per-cell cached bytes → write the hidden temp file → append the
-//! event (durable) → rename the temp file over the notebook → install the
-//! trial state. Anything that fails before the append leaves no trace; the
-//! event records the file's hash before and after, so start-up can finish a
-//! rename a crash interrupted (§8.8).
+//! → plan → stage the event (fold it into the projection, keep it pending)
+//! and, at the end of the batch: render each touched file once from
+//! per-cell cached bytes → write the hidden temp files → append every
+//! pending event in one transaction and one flush (durable) → rename the
+//! temp files over the notebooks → publish the head → answer. Anything that
+//! fails before the append leaves no trace; the event records the file's
+//! hash before and after, so start-up can finish a rename a crash
+//! interrupted (§8.8).
 //!
-//! One mutex serialises calls. That keeps the version order, the file order
-//! and the state order identical, which is what makes replay exact.
+//! One mutex serialises the engine. That keeps the version order, the file
+//! order and the state order identical, which is what makes replay exact.
+//! Concurrent writers share one flush and one file write per notebook by
+//! group commit (LevelDB's writer queue): a write is a job pushed on a
+//! queue. If no caller is leading, the pusher becomes the leader: it takes
+//! the mutex and runs every queued job as one batch, then answers them all
+//! and wakes their callers, who wait on a condition variable rather than on
+//! the mutex (so an answered caller never waits behind the next batch's
+//! flush). A job is therefore either run by a leader, which answers it
+//! before stepping down, or still queued when its own caller finds nobody
+//! leading and leads. A new leader first yields the CPU a few times while
+//! fewer jobs are queued than the last batch ran, so that steady writers
+//! share one batch instead of splitting into two that alternate.
+//!
+//! Invariants of a batch:
+//! - Each job runs against the state the jobs before it staged: staging
+//!   folds the event right away with the same `Workspace::apply` replay
+//!   uses, in version order.
+//! - Nothing staged leaves the mutex before its flush (§8.9): answers, the
+//!   watch-channel head and file renames come after it, and every holder
+//!   (a read too: a first read imports) makes what it staged durable
+//!   before unlocking. No reader ever sees a staged state.
+//! - A notebook's file is written once per batch, from its final state;
+//!   the batch's last event that writes it carries the `FileWrite` (before
+//!   = the file before the batch), earlier ones carry none for it, so the
+//!   fold ends with the same `nb.file` live and in replay.
+//! - While a notebook has a staged write its file is behind the state: it
+//!   is not synced (an outside-change diff would record a bogus change
+//!   undoing the staged edits), and creating it again fails with `exists`.
+//! - If a temp file or the append fails, the whole batch is dropped: the
+//!   projection is rebuilt from the log, and every job that staged an
+//!   event or ran after one was staged answers `internal` (nothing was
+//!   changed; retry).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ToolError, quote};
-use crate::events::{CLIENT_EXTERNAL, Cell, Event, FileWrite, Hash, OP_EXTERNAL, OP_IMPORT};
+use crate::events::{
+    CLIENT_EXTERNAL, Cell, Change, Event, FileWrite, Hash, OP_EXTERNAL, OP_IMPORT,
+};
 use crate::ipynb;
 use crate::notebook;
 use crate::paths::{NotebookPath, Root};
@@ -41,6 +77,12 @@ const CHECKPOINT_EVERY: u64 = 100_000;
 /// Bumped whenever the projection types change shape: an older checkpoint
 /// is then ignored and the log replayed in full.
 const CHECKPOINT_FORMAT: u32 = 1;
+/// The most jobs one batch runs: bounds how long a leader works for
+/// others (and the transaction's size); the rest wait for the next batch.
+const MAX_BATCH: usize = 256;
+/// How many times a new leader yields the CPU while the queue is shorter
+/// than the last batch (see [`Engine::gather`]).
+const GATHER_YIELDS: usize = 16;
 
 /// A snapshot of the projection at `version`, proven to belong to this log
 /// by the hash of record `version`.
@@ -108,6 +150,26 @@ impl Stamp {
 
 type RenderCache = HashMap<String, (Arc<Cell>, Arc<str>)>;
 
+type Answer = Result<Map<String, Value>, ToolError>;
+
+/// A write waiting for the engine's mutex; whichever caller holds it runs
+/// the job in its batch.
+type Job = Box<dyn FnOnce(&Engine, &mut Inner) -> Answer + Send>;
+
+/// Where a job's answer is left for its caller, filled under the mutex
+/// once the batch is durable.
+type Slot = Arc<Mutex<Option<Answer>>>;
+
+/// Writes waiting for a batch, and whether a caller is running batches.
+#[derive(Default)]
+struct Queue {
+    /// Oldest first.
+    jobs: Vec<(Job, Slot)>,
+    leading: bool,
+    /// How many jobs the last batch ran.
+    last_batch: usize,
+}
+
 #[derive(Default)]
 struct Inner {
     ws: Workspace,
@@ -118,12 +180,22 @@ struct Inner {
     disk: HashMap<String, (Stamp, Hash)>,
     /// The version of the newest checkpoint written.
     checkpointed: u64,
+    /// Events already folded into `ws` and not yet in the log, in version
+    /// order. Empty whenever the mutex is free.
+    staged: Vec<Event>,
+    /// Notebooks whose file the staged events must write: path → (file,
+    /// index in `staged` of the last event that writes it).
+    unwritten: BTreeMap<String, (PathBuf, usize)>,
 }
 
 pub struct Engine {
     root: Root,
     store: Store,
     inner: Mutex<Inner>,
+    queue: Mutex<Queue>,
+    /// Signalled (under `queue`) when a batch's answers are in their
+    /// slots and when the leader steps down.
+    answered: Condvar,
     /// The newest committed (durable) version, for long-polling readers.
     head_tx: tokio::sync::watch::Sender<u64>,
 }
@@ -139,6 +211,23 @@ fn internal(e: impl std::fmt::Display) -> ToolError {
     ToolError::internal(format!("{e}; nothing was changed, the call can be retried"))
 }
 
+/// The projection as the log has it: the stored checkpoint, if usable,
+/// then the records after it; and the version of that checkpoint. On a
+/// record that cannot be read, the fold so far and the error.
+fn replay(store: &Store) -> (Workspace, u64, Result<(), StoreError>) {
+    let (mut ws, checkpointed) = match load_checkpoint(store) {
+        Some(cp) => (cp.workspace, cp.version),
+        None => (Workspace::default(), 0),
+    };
+    for rec in store.records(ws.head + 1) {
+        match rec {
+            Ok(rec) => ws.apply(&rec.event),
+            Err(e) => return (ws, checkpointed, Err(e)),
+        }
+    }
+    (ws, checkpointed, Ok(()))
+}
+
 impl Engine {
     /// Opens the log in `data` for the workspace `root`, replays it and
     /// reconciles the files on disk with it.
@@ -152,19 +241,19 @@ impl Engine {
         let data = data.as_path();
         let root = Root::new(root, data)?;
         store.bind_root(&root.path().to_string_lossy())?;
-        let mut inner = Inner::default();
-        if let Some(cp) = load_checkpoint(&store) {
-            inner.checkpointed = cp.version;
-            inner.ws = cp.workspace;
-        }
-        for rec in store.records(inner.ws.head + 1) {
-            inner.ws.apply(&rec?.event);
-        }
-        let head_tx = tokio::sync::watch::Sender::new(inner.ws.head);
+        let (ws, checkpointed, replayed) = replay(&store);
+        replayed?;
+        let head_tx = tokio::sync::watch::Sender::new(ws.head);
         let engine = Engine {
             root,
             store,
-            inner: Mutex::new(inner),
+            inner: Mutex::new(Inner {
+                ws,
+                checkpointed,
+                ..Inner::default()
+            }),
+            queue: Mutex::new(Queue::default()),
+            answered: Condvar::new(),
             head_tx,
         };
         engine.reconcile_all();
@@ -173,7 +262,7 @@ impl Engine {
 
     /// Writes a projection checkpoint at the current head.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         self.write_checkpoint(&mut inner)?;
         self.store.flush()
     }
@@ -212,64 +301,291 @@ impl Engine {
 
     /// Runs `f` on the projection as it is (no file sync).
     pub fn with_workspace<T>(&self, f: impl FnOnce(&Workspace) -> T) -> T {
-        f(&self.inner.lock().ws)
+        f(&self.lock().ws)
     }
 
     /// A copy of the whole projection (tests and audit).
     pub fn workspace(&self) -> Workspace {
-        self.inner.lock().ws.clone()
+        self.lock().ws.clone()
+    }
+
+    /// Takes the mutex. Staged events are only ever left behind by a
+    /// holder that panicked mid-batch; they are dropped here so that
+    /// nobody reads a state the log does not have.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock();
+        if !inner.staged.is_empty() || !inner.unwritten.is_empty() {
+            tracing::error!("dropping a batch a failed call left staged");
+            self.abandon(&mut inner);
+        }
+        inner
+    }
+
+    /// Runs `f` under the mutex and makes whatever it staged durable
+    /// before unlocking.
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, ToolError>,
+    ) -> Result<T, ToolError> {
+        let mut inner = self.lock();
+        let out = f(&mut inner);
+        self.make_durable(&mut inner)?;
+        out
+    }
+
+    /// Queues `job` and returns its answer once it has run in a durable
+    /// batch, led by this caller or by another.
+    fn submit(&self, job: Job) -> Answer {
+        let slot = Slot::default();
+        let mut queue = self.queue.lock();
+        queue.jobs.push((job, slot.clone()));
+        loop {
+            if let Some(answer) = slot.lock().take() {
+                return answer;
+            }
+            if !queue.leading {
+                queue.leading = true;
+                drop(queue);
+                let leader = Leader(self);
+                let ran = self.lead(&slot);
+                drop(leader);
+                if !ran {
+                    // Only a leader that panicked mid-batch drops a job unrun.
+                    return Err(internal("the call was lost to a failure of another call"));
+                }
+                queue = self.queue.lock();
+                continue;
+            }
+            self.answered.wait(&mut queue);
+        }
+    }
+
+    /// Runs queued jobs in batches under the mutex until `slot` is
+    /// answered; false if its job is no longer queued and unanswered.
+    fn lead(&self, slot: &Slot) -> bool {
+        let mut inner = self.lock();
+        self.gather();
+        loop {
+            let batch: Vec<(Job, Slot)> = {
+                let mut queue = self.queue.lock();
+                let n = queue.jobs.len().min(MAX_BATCH);
+                queue.last_batch = n;
+                queue.jobs.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return false;
+            }
+            self.run_batch(&mut inner, batch);
+            if slot.lock().is_some() {
+                return true;
+            }
+            // Wake the callers answered so far; this one leads on.
+            let _queue = self.queue.lock();
+            self.answered.notify_all();
+        }
+    }
+
+    /// Gives the callers the last batch answered a chance to queue again
+    /// before a batch is drained. Without it, steady writers split into two
+    /// halves whose batches alternate, each waiting out the other's flush,
+    /// and a batch holds half of them. It yields and never sleeps: a lone
+    /// writer (whose last batch was itself) does not wait at all.
+    fn gather(&self) {
+        for _ in 0..GATHER_YIELDS {
+            let queue = self.queue.lock();
+            if queue.jobs.len() >= queue.last_batch {
+                return;
+            }
+            drop(queue);
+            std::thread::yield_now();
+        }
+    }
+
+    /// Runs `batch` in order, makes the events it staged durable with one
+    /// append, and only then leaves each job's answer in its slot.
+    fn run_batch(&self, inner: &mut Inner, batch: Vec<(Job, Slot)>) {
+        // Each answer, and whether it depends on staged events (so that
+        // it is withdrawn if they never become durable).
+        let mut answers: Vec<(Slot, Answer, bool)> = Vec::with_capacity(batch.len());
+        for (job, slot) in batch {
+            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(self, &mut *inner)));
+            match ran {
+                Ok(answer) => {
+                    // A job that staged nothing and saw nothing staged
+                    // answered from the log alone.
+                    let provisional = !inner.staged.is_empty();
+                    answers.push((slot, answer, provisional));
+                }
+                Err(_) => {
+                    // The projection may be half-changed: start again from
+                    // the log, and withdraw what depended on the batch.
+                    tracing::error!("a write panicked; its batch is dropped");
+                    self.abandon(inner);
+                    let lost = internal("the call failed with an internal error");
+                    withdraw(&mut answers, &lost);
+                    answers.push((slot, Err(lost), false));
+                }
+            }
+        }
+        if let Err(e) = self.make_durable(inner) {
+            withdraw(&mut answers, &e);
+        }
+        for (slot, answer, _) in answers {
+            *slot.lock() = Some(answer);
+        }
+    }
+
+    /// Makes the staged events durable: each notebook they write is
+    /// rendered once, from its final state, into its temp file; the events
+    /// are appended in one transaction with one flush; then the files are
+    /// swapped in and the head is published. If anything fails before the
+    /// append succeeds, the log is unchanged and the staged events are
+    /// dropped.
+    fn make_durable(&self, inner: &mut Inner) -> Result<(), ToolError> {
+        if inner.staged.is_empty() {
+            return Ok(());
+        }
+        let unwritten = std::mem::take(&mut inner.unwritten);
+        let mut temps: Vec<Temp> = Vec::with_capacity(unwritten.len());
+        for (rel, (abs, last)) in unwritten {
+            let written = match inner.ws.notebook(&rel) {
+                Some(nb) => {
+                    let (file, cache) = render(nb, inner.renders.get(&rel));
+                    write_temp(&abs, &file).map(|(tmp, after)| (tmp, after, cache))
+                }
+                None => Err(ToolError::internal("a staged notebook is missing")),
+            };
+            match written {
+                Ok((tmp, after, cache)) => temps.push(Temp {
+                    np: NotebookPath { abs, rel },
+                    last,
+                    tmp,
+                    after,
+                    cache,
+                }),
+                Err(e) => {
+                    remove_temps(&temps);
+                    self.abandon(inner);
+                    return Err(e);
+                }
+            }
+        }
+        for t in &temps {
+            let file = FileWrite {
+                path: t.np.rel.clone(),
+                before: inner.disk.get(&t.np.rel).map(|(_, h)| *h),
+                after: t.after,
+                written: true,
+            };
+            if let Some(nb) = inner.ws.notebooks.get_mut(&t.np.rel) {
+                nb.file = Some(file.clone());
+            }
+            inner.staged[t.last].files.push(file);
+        }
+        for Event { paths, files, .. } in &mut inner.staged {
+            if files.len() > 1 {
+                // As the event names its notebooks: source, then destination.
+                files.sort_by_key(|f| paths.iter().position(|p| *p == f.path));
+            }
+        }
+        if let Err(e) = self.store.append_batch(&inner.staged) {
+            remove_temps(&temps);
+            self.abandon(inner);
+            return Err(store_error(e));
+        }
+        inner.staged.clear();
+        for t in temps {
+            // The events are durable; a failed swap is healed at start-up
+            // from the event's file record.
+            if let Err(e) = replace(&t.tmp, &t.np.abs) {
+                tracing::error!(path = %t.np.rel, error = %e, "rename after commit failed");
+            }
+            self.mark_disk(inner, &t.np, t.after);
+            inner.renders.insert(t.np.rel, t.cache);
+        }
+        // Only now, after the flush, may a long-poll see them (§8.9).
+        self.head_tx.send_replace(inner.ws.head);
+        if inner.ws.head - inner.checkpointed >= CHECKPOINT_EVERY
+            && let Err(e) = self.write_checkpoint(inner)
+        {
+            tracing::warn!(error = %e, "could not write a projection checkpoint");
+        }
+        Ok(())
+    }
+
+    /// Drops every staged event: the projection is rebuilt from the log
+    /// (as at start-up), and what was seen of the files is forgotten, so an
+    /// outside change the dropped batch had taken in is seen again.
+    fn abandon(&self, inner: &mut Inner) {
+        for (abs, _) in std::mem::take(&mut inner.unwritten).values() {
+            let _ = fs::remove_file(temp_path(abs));
+        }
+        inner.staged.clear();
+        inner.renders.clear();
+        inner.disk.clear();
+        let (ws, _, replayed) = replay(&self.store);
+        if let Err(e) = replayed {
+            // Stopping short of the head keeps every later append refused
+            // (its version is taken), which beats serving a state the log
+            // does not have.
+            tracing::error!(error = %e, "the log could not be replayed after a failed batch");
+        }
+        inner.ws = ws;
     }
 
     /// Finishes writes a crash interrupted and takes in outside changes
     /// made while no server ran (§8.8).
     fn reconcile_all(&self) {
-        let mut inner = self.inner.lock();
-        let paths: Vec<String> = inner.ws.notebooks.keys().cloned().collect();
-        for rel in paths {
-            let np = NotebookPath {
-                abs: self.root.path().join(&rel),
-                rel: rel.clone(),
-            };
-            let _ = fs::remove_file(temp_path(&np.abs));
-            let Some(nb) = inner.ws.notebook(&rel).cloned() else {
-                continue;
-            };
-            let Some(file) = nb.file.clone() else {
-                continue;
-            };
-            match fs::read(&np.abs) {
-                Ok(bytes) => {
-                    let hash = *blake3::hash(&bytes).as_bytes();
-                    if hash == file.after {
-                        continue;
-                    }
-                    if file.written && Some(hash) == file.before {
-                        // The event committed but the rename never happened.
-                        if let Err(e) = self.rewrite_from_log(&mut inner, &np) {
-                            tracing::warn!(path = %rel, error = %e, "could not finish an interrupted write");
+        let reconciled = self.locked(|inner| {
+            let paths: Vec<String> = inner.ws.notebooks.keys().cloned().collect();
+            for rel in paths {
+                let np = NotebookPath {
+                    abs: self.root.path().join(&rel),
+                    rel: rel.clone(),
+                };
+                let _ = fs::remove_file(temp_path(&np.abs));
+                let Some(file) = inner.ws.notebook(&rel).and_then(|nb| nb.file.clone()) else {
+                    continue;
+                };
+                match fs::read(&np.abs) {
+                    Ok(bytes) => {
+                        let hash = *blake3::hash(&bytes).as_bytes();
+                        if hash == file.after {
+                            continue;
                         }
-                        continue;
+                        if file.written && Some(hash) == file.before {
+                            // The event committed but the rename never happened.
+                            if let Err(e) = self.rewrite_from_log(inner, &np) {
+                                tracing::warn!(path = %rel, error = %e, "could not finish an interrupted write");
+                            }
+                            continue;
+                        }
+                        if let Err(e) = self.sync(inner, &np) {
+                            tracing::warn!(path = %rel, error = %e, "notebook on disk could not be taken in");
+                        }
                     }
-                    if let Err(e) = self.sync(&mut inner, &np) {
-                        tracing::warn!(path = %rel, error = %e, "notebook on disk could not be taken in");
+                    Err(_) if file.written && file.before.is_none() => {
+                        // A create whose file never landed.
+                        if let Err(e) = self.rewrite_from_log(inner, &np) {
+                            tracing::warn!(path = %rel, error = %e, "could not finish an interrupted create");
+                        }
                     }
+                    Err(_) => {}
                 }
-                Err(_) if file.written && file.before.is_none() => {
-                    // A create whose file never landed.
-                    if let Err(e) = self.rewrite_from_log(&mut inner, &np) {
-                        tracing::warn!(path = %rel, error = %e, "could not finish an interrupted create");
-                    }
-                }
-                Err(_) => {}
             }
+            Ok(())
+        });
+        if let Err(e) = reconciled {
+            tracing::warn!(error = %e, "outside changes could not be recorded");
         }
     }
 
+    /// Writes a notebook's file from its durable state (no event).
     fn rewrite_from_log(&self, inner: &mut Inner, np: &NotebookPath) -> Result<(), ToolError> {
-        let Some(nb) = inner.ws.notebook(&np.rel).cloned() else {
+        let Some(nb) = inner.ws.notebook(&np.rel) else {
             return Ok(());
         };
-        let (file, cache) = render(&nb, inner.renders.get(&np.rel));
+        let (file, cache) = render(nb, inner.renders.get(&np.rel));
         let (tmp, hash) = write_temp(&np.abs, &file)?;
         replace(&tmp, &np.abs).map_err(internal)?;
         inner.renders.insert(np.rel.clone(), cache);
@@ -284,45 +600,69 @@ impl Engine {
     }
 
     /// Runs a read against the notebook's current state (importing it or
-    /// taking in an outside change first, if needed).
+    /// taking in an outside change first, if needed; the answer comes
+    /// after that event is durable).
     pub fn read<T>(
         &self,
         path: &str,
         f: impl FnOnce(&NotebookState) -> Result<T, ToolError>,
     ) -> Result<T, ToolError> {
         let np = self.root.resolve(path)?;
-        let mut inner = self.inner.lock();
-        self.sync(&mut inner, &np)?;
-        let nb = inner
-            .ws
-            .notebook(&np.rel)
-            .ok_or_else(|| ToolError::internal("notebook vanished from the projection"))?;
-        f(nb)
+        self.locked(|inner| {
+            self.sync(inner, &np)?;
+            let nb = inner
+                .ws
+                .notebook(&np.rel)
+                .ok_or_else(|| ToolError::internal("notebook vanished from the projection"))?;
+            f(nb)
+        })
     }
 
     /// Runs a write of tool `operation`: `plan` sees the current state, the
     /// path and the time the event will carry (lock checks use it, §8.5),
     /// and returns the changes; an empty plan commits nothing and answers
-    /// `changed: false`. A `locked` refusal is put on record (§8.5).
-    pub fn write(
+    /// `changed: false`. A `locked` refusal is put on record (§8.5). The
+    /// planner may run on another caller's thread (in its batch), hence
+    /// `Send + 'static`.
+    pub fn write<P>(
         &self,
         path: &str,
         actor: &Actor,
         presence: Presence,
         operation: &'static str,
-        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath, i64) -> Result<Plan, ToolError>,
-    ) -> Result<Map<String, Value>, ToolError> {
+        plan: P,
+    ) -> Answer
+    where
+        P: FnOnce(Option<&NotebookState>, &NotebookPath, i64) -> Result<Plan, ToolError>
+            + Send
+            + 'static,
+    {
         let np = self.root.resolve(path)?;
-        let mut inner = self.inner.lock();
+        let actor = actor.clone();
+        self.submit(Box::new(move |engine, inner| {
+            engine.run_write(inner, &np, &actor, presence, operation, plan)
+        }))
+    }
+
+    fn run_write(
+        &self,
+        inner: &mut Inner,
+        np: &NotebookPath,
+        actor: &Actor,
+        presence: Presence,
+        operation: &'static str,
+        plan: impl FnOnce(Option<&NotebookState>, &NotebookPath, i64) -> Result<Plan, ToolError>,
+    ) -> Answer {
         if let Some(rid) = &actor.request_id
-            && let Some(prev) = self.replayed(&inner, &actor.client_name, rid)?
+            && let Some(prev) = self.replayed(inner, &actor.client_name, rid)?
         {
             return Ok(prev);
         }
         match presence {
-            Presence::Existing => self.sync(&mut inner, &np)?,
+            Presence::Existing => self.sync(inner, np)?,
             Presence::Create => {
-                if np.abs.exists() {
+                // A create staged earlier in the batch has no file yet.
+                if np.abs.exists() || inner.unwritten.contains_key(&np.rel) {
                     return Err(ToolError::new(
                         "exists",
                         format!(
@@ -336,23 +676,51 @@ impl Engine {
         }
         let nb = inner.ws.notebook(&np.rel);
         let now = now_ms().max(inner.ws.head_timestamp_ms);
-        let plan = match plan(nb, &np, now) {
+        let plan = match plan(nb, np, now) {
             Ok(p) => p,
             Err(e) if e.code == "locked" => {
-                return Err(self.reject(&mut inner, &np, actor, operation, now, e));
+                return Err(self.reject(inner, np, actor, operation, now, e));
             }
             Err(e) => return Err(e),
         };
-        self.finish(&mut inner, std::slice::from_ref(&np), actor, plan, now)
+        self.finish(inner, std::slice::from_ref(np), actor, plan, now)
     }
 
     /// A write over two notebooks (copy or move from `src` to `dest`, which
     /// may be the same): both are synced, the planner sees both, and the
     /// result is one event in both feeds.
-    pub fn write_pair(
+    pub fn write_pair<P>(
         &self,
         src: &str,
         dest: &str,
+        actor: &Actor,
+        operation: &'static str,
+        plan: P,
+    ) -> Answer
+    where
+        P: FnOnce(
+                &NotebookState,
+                &NotebookState,
+                &NotebookPath,
+                &NotebookPath,
+                i64,
+            ) -> Result<Plan, ToolError>
+            + Send
+            + 'static,
+    {
+        let s = self.root.resolve(src)?;
+        let d = self.root.resolve(dest)?;
+        let actor = actor.clone();
+        self.submit(Box::new(move |engine, inner| {
+            engine.run_write_pair(inner, s, d, &actor, operation, plan)
+        }))
+    }
+
+    fn run_write_pair(
+        &self,
+        inner: &mut Inner,
+        s: NotebookPath,
+        d: NotebookPath,
         actor: &Actor,
         operation: &'static str,
         plan: impl FnOnce(
@@ -362,18 +730,15 @@ impl Engine {
             &NotebookPath,
             i64,
         ) -> Result<Plan, ToolError>,
-    ) -> Result<Map<String, Value>, ToolError> {
-        let s = self.root.resolve(src)?;
-        let d = self.root.resolve(dest)?;
-        let mut inner = self.inner.lock();
+    ) -> Answer {
         if let Some(rid) = &actor.request_id
-            && let Some(prev) = self.replayed(&inner, &actor.client_name, rid)?
+            && let Some(prev) = self.replayed(inner, &actor.client_name, rid)?
         {
             return Ok(prev);
         }
-        self.sync(&mut inner, &s)?;
+        self.sync(inner, &s)?;
         if d.rel != s.rel {
-            self.sync(&mut inner, &d)?;
+            self.sync(inner, &d)?;
         }
         let missing = || ToolError::internal("notebook state missing after sync");
         let now = now_ms().max(inner.ws.head_timestamp_ms);
@@ -385,12 +750,12 @@ impl Engine {
         let plan = match planned {
             Ok(p) => p,
             Err(e) if e.code == "locked" => {
-                return Err(self.reject(&mut inner, &s, actor, operation, now, e));
+                return Err(self.reject(inner, &s, actor, operation, now, e));
             }
             Err(e) => return Err(e),
         };
         let nps = if d.rel == s.rel { vec![s] } else { vec![s, d] };
-        self.finish(&mut inner, &nps, actor, plan, now)
+        self.finish(inner, &nps, actor, plan, now)
     }
 
     /// Commits a plan over `nps` (or answers `changed: false` for an empty
@@ -535,7 +900,8 @@ impl Engine {
         }
     }
 
-    /// The stored result of an earlier call with the same request_id.
+    /// The stored result of an earlier call with the same request_id
+    /// (possibly staged earlier in this batch).
     fn replayed(
         &self,
         inner: &Inner,
@@ -546,19 +912,28 @@ impl Engine {
         let Some(&version) = inner.ws.requests.get(&key) else {
             return Ok(None);
         };
-        let rec = self.store.get(version).map_err(internal)?;
-        Ok(rec
-            .filter(|r| r.event.timestamp_ms >= now_ms() - REQUEST_TTL_MS)
-            .and_then(|r| match serde_json::from_str(&r.event.result) {
-                Ok(Value::Object(m)) => Some(m),
-                _ => None,
-            }))
+        let first_staged = inner.staged.first().map_or(u64::MAX, |e| e.version);
+        let (timestamp_ms, result) = if version >= first_staged {
+            match inner.staged.get((version - first_staged) as usize) {
+                Some(e) => (e.timestamp_ms, e.result.clone()),
+                None => return Ok(None),
+            }
+        } else {
+            match self.store.get(version).map_err(internal)? {
+                Some(r) => (r.event.timestamp_ms, r.event.result),
+                None => return Ok(None),
+            }
+        };
+        if timestamp_ms < now_ms() - REQUEST_TTL_MS {
+            return Ok(None);
+        }
+        Ok(match serde_json::from_str(&result) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        })
     }
 
-    /// Folds `event` into a trial copy of the notebook, writes the file's
-    /// temp sibling (when `write_file`), appends the event, renames the file
-    /// and installs the trial state. `result` builds the answer stored in
-    /// the event.
+    /// Stages `event` on notebook `np` (see [`Engine::commit_many`]).
     fn commit(
         &self,
         inner: &mut Inner,
@@ -578,9 +953,12 @@ impl Engine {
         )
     }
 
-    /// [`Engine::commit`] for an event over several notebooks (a copy or
-    /// move between two): each file gets its temp sibling before the one
-    /// append, and is swapped in after it. `result` sees the last notebook.
+    /// Stages `event` over `nps`: gives it the next version and a time no
+    /// earlier than the head's, folds it into the projection and keeps it
+    /// for the batch's append. `result` builds the answer from the last
+    /// notebook; it is stored in the event (for request_id retries). With
+    /// `write_file`, the batch writes each notebook's file before its
+    /// append and swaps it in after.
     fn commit_many(
         &self,
         inner: &mut Inner,
@@ -590,88 +968,48 @@ impl Engine {
         write_file: bool,
         result: impl FnOnce(u64, &NotebookState) -> Map<String, Value>,
     ) -> Result<Map<String, Value>, ToolError> {
-        let version = inner.ws.head + 1;
-        // Times never decrease along versions (§8.5).
-        let timestamp_ms = timestamp_ms.max(inner.ws.head_timestamp_ms);
-        event.version = version;
-        event.timestamp_ms = timestamp_ms;
-
-        let mut trial = Workspace::default();
-        for np in nps {
-            if let Some(nb) = inner.ws.notebook(&np.rel) {
-                trial.notebooks.insert(np.rel.clone(), nb.clone());
-            }
-        }
-        // Fold once without file info to render, then record the files.
-        trial.apply_to_notebooks(&event);
         let missing = || ToolError::internal("event did not create its notebook");
-        let mut temps: Vec<(PathBuf, Hash, RenderCache)> = Vec::new();
+        let last = nps.last().ok_or_else(missing)?;
+        let creates = |rel: &str| {
+            event
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::NotebookCreated { path, .. } if path.as_str() == rel))
+        };
+        if nps
+            .iter()
+            .any(|np| inner.ws.notebook(&np.rel).is_none() && !creates(&np.rel))
+        {
+            return Err(missing());
+        }
+        let version = inner.ws.head + 1;
+        event.version = version;
+        // Times never decrease along versions (§8.5).
+        event.timestamp_ms = timestamp_ms.max(inner.ws.head_timestamp_ms);
+        inner.ws.apply(&event);
+        let index = inner.staged.len();
+        inner.staged.push(event);
         if write_file {
             for np in nps {
-                let nb = trial.notebooks.get(&np.rel).ok_or_else(missing)?;
-                let (file, cache) = render(nb, inner.renders.get(&np.rel));
-                let written = write_temp(&np.abs, &file);
-                let (tmp, after) = match written {
-                    Ok(w) => w,
-                    Err(e) => {
-                        for (t, _, _) in &temps {
-                            let _ = fs::remove_file(t);
-                        }
-                        return Err(e);
-                    }
-                };
-                event.files.push(FileWrite {
-                    path: np.rel.clone(),
-                    before: inner.disk.get(&np.rel).map(|(_, h)| *h),
-                    after,
-                    written: true,
-                });
-                temps.push((tmp, after, cache));
+                inner
+                    .unwritten
+                    .insert(np.rel.clone(), (np.abs.clone(), index));
             }
         }
-        let last = nps.last().ok_or_else(missing)?;
-        let answer = result(version, trial.notebooks.get(&last.rel).ok_or_else(missing)?);
-        event.result = Value::Object(answer.clone()).to_string();
-        for f in &event.files {
-            if let Some(nb) = trial.notebooks.get_mut(&f.path) {
-                nb.file = Some(f.clone());
-            }
-        }
-
-        if let Err(e) = self.store.append(&event) {
-            for (t, _, _) in &temps {
-                let _ = fs::remove_file(t);
-            }
-            return Err(store_error(e));
-        }
-        for (np, (tmp, after, cache)) in nps.iter().zip(temps) {
-            // The event is durable; a failed swap is healed at start-up
-            // from the event's file record.
-            if let Err(e) = replace(&tmp, &np.abs) {
-                tracing::error!(path = %np.rel, error = %e, "rename after commit failed");
-            }
-            self.mark_disk(inner, np, after);
-            inner.renders.insert(np.rel.clone(), cache);
-        }
-        // Installing the trial notebooks plus the global fold is exactly
-        // `Workspace::apply(&event)`, without refolding the notebooks.
-        for (path, nb) in trial.notebooks {
-            inner.ws.notebooks.insert(path, nb);
-        }
-        inner.ws.apply_global(&event);
-        // Only now, after the flush, may a long-poll see it (§8.9).
-        self.head_tx.send_replace(inner.ws.head);
-        if inner.ws.head - inner.checkpointed >= CHECKPOINT_EVERY
-            && let Err(e) = self.write_checkpoint(inner)
-        {
-            tracing::warn!(error = %e, "could not write a projection checkpoint");
-        }
+        let answer = result(version, inner.ws.notebook(&last.rel).ok_or_else(missing)?);
+        inner.staged[index].result = Value::Object(answer.clone()).to_string();
         Ok(answer)
     }
 
     /// Brings notebook `np` and the log into agreement (§3, §8.8): imports
     /// a notebook the log has never seen, takes in a file changed outside.
     fn sync(&self, inner: &mut Inner, np: &NotebookPath) -> Result<(), ToolError> {
+        // A write staged in this batch has not reached the file: the file
+        // is behind the state, and diffing it would record an outside
+        // change undoing the staged edits. The batch's own write comes next.
+        if inner.unwritten.contains_key(&np.rel) {
+            return Ok(());
+        }
         let meta = match fs::metadata(&np.abs) {
             Ok(m) => m,
             Err(_) => {
@@ -795,7 +1133,7 @@ impl Engine {
         let mut budget = 10_000usize;
         walk(&abs, &rel, self.root.data_dir(), &mut budget, &mut found);
         found.sort();
-        let inner = self.inner.lock();
+        let inner = self.lock();
         Ok(found
             .into_iter()
             .map(|(rel, abs)| match inner.ws.notebook(&rel) {
@@ -951,6 +1289,43 @@ fn store_error(e: StoreError) -> ToolError {
     ToolError::internal(format!(
         "the log could not record the change ({e}); nothing was changed"
     ))
+}
+
+/// The caller running batches. Stepping down (also by unwinding) wakes
+/// every waiting caller: the answered ones return, and one whose job is
+/// still queued leads next.
+struct Leader<'a>(&'a Engine);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        queue.leading = false;
+        self.0.answered.notify_all();
+    }
+}
+
+/// Replaces every answer that depended on a dropped batch with `error`.
+fn withdraw(answers: &mut [(Slot, Answer, bool)], error: &ToolError) {
+    for (_, answer, provisional) in answers.iter_mut().filter(|a| a.2) {
+        *answer = Err(error.clone());
+        *provisional = false;
+    }
+}
+
+/// A notebook's file written for a batch, waiting for the append.
+struct Temp {
+    np: NotebookPath,
+    /// Index of the batch's last event that writes this notebook.
+    last: usize,
+    tmp: PathBuf,
+    after: Hash,
+    cache: RenderCache,
+}
+
+fn remove_temps(temps: &[Temp]) {
+    for t in temps {
+        let _ = fs::remove_file(&t.tmp);
+    }
 }
 
 /// A notebook file as pieces: the frame and each cell's cached text.
@@ -1135,4 +1510,333 @@ fn count_cells(abs: &Path) -> Value {
         .ok()
         .and_then(|b| serde_json::from_slice::<Cells>(&b).ok())
         .map_or(Value::Null, |c| json!(c.cells.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::edit::{self, CellSpec};
+
+    type Call<'a> = Box<dyn FnOnce(&Engine) -> Answer + Send + 'a>;
+
+    fn open(root: &Path) -> Engine {
+        Engine::open(root, &root.join(".nbledger")).unwrap()
+    }
+
+    fn actor(rid: Option<&str>) -> Actor {
+        Actor {
+            client_name: "agent".into(),
+            request_id: rid.map(str::to_owned),
+            named: true,
+        }
+    }
+
+    fn create(engine: &Engine, path: &str, sources: &[&str]) -> Answer {
+        let cells = sources
+            .iter()
+            .map(|s| CellSpec {
+                source: (*s).to_owned(),
+                cell_type: None,
+                metadata: None,
+            })
+            .collect();
+        let args = edit::CreateArgs {
+            path: path.into(),
+            cells: Some(cells),
+            kernel_name: None,
+            client_name: None,
+            request_id: None,
+        };
+        edit::create_notebook(engine, args, &actor(None)).map(|(_, m)| m)
+    }
+
+    fn update(engine: &Engine, path: &str, index: i64, source: &str, rid: Option<&str>) -> Answer {
+        let args = edit::UpdateArgs {
+            path: path.into(),
+            cell_id: None,
+            index: Some(index),
+            source: source.into(),
+            expected_version: None,
+            force: None,
+            client_name: None,
+            request_id: None,
+        };
+        edit::update_cell(engine, args, &actor(rid)).map(|(_, m)| m)
+    }
+
+    fn insert(engine: &Engine, path: &str, source: &str) -> Answer {
+        let args = edit::InsertArgs {
+            path: path.into(),
+            source: source.into(),
+            cell_type: None,
+            index: None,
+            after_cell_id: None,
+            before_cell_id: None,
+            metadata: None,
+            client_name: None,
+            request_id: None,
+        };
+        edit::insert_cell(engine, args, &actor(None)).map(|(_, m)| m)
+    }
+
+    /// Runs `calls` as one batch, queued in this order: each runs on its
+    /// own thread while the test holds the mutex (the first caller leads
+    /// and waits for it), which it lets go once every job is queued.
+    fn one_batch(engine: &Engine, calls: Vec<Call<'_>>) -> Vec<Answer> {
+        std::thread::scope(|s| {
+            let held = engine.inner.lock();
+            let mut running = Vec::new();
+            for (queued, call) in calls.into_iter().enumerate() {
+                running.push(s.spawn(move || call(engine)));
+                while engine.queue.lock().jobs.len() <= queued {
+                    std::thread::yield_now();
+                }
+            }
+            drop(held);
+            running.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    fn version(answer: &Answer) -> u64 {
+        answer.as_ref().unwrap()["version"].as_u64().unwrap()
+    }
+
+    fn events_after(engine: &Engine, head: u64) -> Vec<Event> {
+        engine
+            .store()
+            .records(head + 1)
+            .map(|r| r.unwrap().event)
+            .collect()
+    }
+
+    /// Everything the log, the projection and the files must agree on.
+    fn assert_consistent(engine: &Engine, root: &Path) {
+        let live = engine.workspace();
+        let mut replayed = Workspace::default();
+        for rec in engine.store().records(1) {
+            replayed.apply(&rec.unwrap().event);
+        }
+        assert_eq!(replayed, live, "replay differs from the live state");
+        assert_eq!(live.head, engine.store().head());
+        assert_eq!(*engine.subscribe().borrow(), live.head);
+        for (rel, nb) in &live.notebooks {
+            let Ok(bytes) = fs::read(root.join(rel)) else {
+                continue;
+            };
+            assert_eq!(
+                bytes,
+                notebook::render_file(nb),
+                "{rel} differs from its state"
+            );
+            let file = nb.file.as_ref().unwrap();
+            assert_eq!(*blake3::hash(&bytes).as_bytes(), file.after, "{rel}");
+            assert!(!temp_path(&root.join(rel)).exists());
+        }
+    }
+
+    #[test]
+    fn a_batch_appends_once_and_writes_each_file_once_from_its_last_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let engine = open(root);
+        create(&engine, "a.ipynb", &["a0", "a1", "a2", "a3"]).unwrap();
+        create(&engine, "b.ipynb", &["b0", "b1"]).unwrap();
+        let head = engine.store().head();
+        let hash_of = |p: &str| *blake3::hash(&fs::read(root.join(p)).unwrap()).as_bytes();
+        let (a_before, b_before) = (hash_of("a.ipynb"), hash_of("b.ipynb"));
+
+        let plan: Vec<(&str, i64)> = vec![
+            ("a.ipynb", 0),
+            ("b.ipynb", 0),
+            ("a.ipynb", 1),
+            ("a.ipynb", 2),
+        ];
+        let calls: Vec<Call> = plan
+            .iter()
+            .map(|&(p, i)| {
+                Box::new(move |e: &Engine| update(e, p, i, &format!("{p} {i} new"), None)) as Call
+            })
+            .collect();
+        let answers = one_batch(&engine, calls);
+
+        let versions: Vec<u64> = answers.iter().map(version).collect();
+        assert_eq!(versions, (head + 1..=head + 4).collect::<Vec<_>>());
+        let events = events_after(&engine, head);
+        assert_eq!(events.len(), 4);
+        // b's file record rides on its only event, a's on its last one.
+        let files: Vec<Vec<(String, Option<Hash>, bool)>> = events
+            .iter()
+            .map(|e| {
+                e.files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.before, f.written))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                vec![],
+                vec![("b.ipynb".to_owned(), Some(b_before), true)],
+                vec![],
+                vec![("a.ipynb".to_owned(), Some(a_before), true)],
+            ]
+        );
+        assert_eq!(events[3].files[0].after, hash_of("a.ipynb"));
+        let ws = engine.workspace();
+        let sources: Vec<&str> = ws.notebooks["a.ipynb"]
+            .cells
+            .iter()
+            .map(|c| c.cell.source.as_str())
+            .collect();
+        assert_eq!(
+            sources,
+            vec!["a.ipynb 0 new", "a.ipynb 1 new", "a.ipynb 2 new", "a3"]
+        );
+        assert_consistent(&engine, root);
+    }
+
+    #[test]
+    fn a_notebook_created_in_a_batch_takes_edits_and_refuses_a_second_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let engine = open(root);
+        let calls: Vec<Call> = vec![
+            Box::new(|e: &Engine| create(e, "c.ipynb", &["first"])),
+            // No file yet: the staged create must count as the notebook.
+            Box::new(|e: &Engine| insert(e, "c.ipynb", "second")),
+            Box::new(|e: &Engine| create(e, "c.ipynb", &["again"])),
+            Box::new(|e: &Engine| update(e, "c.ipynb", 0, "first, edited", None)),
+        ];
+        let answers = one_batch(&engine, calls);
+        assert_eq!(version(&answers[0]), 1);
+        assert_eq!(version(&answers[1]), 2);
+        assert_eq!(answers[2].as_ref().unwrap_err().code, "exists");
+        assert_eq!(version(&answers[3]), 3);
+        let events = events_after(&engine, 0);
+        assert_eq!(events.len(), 3);
+        assert!(events[..2].iter().all(|e| e.files.is_empty()));
+        assert_eq!(events[2].files[0].before, None);
+        let ws = engine.workspace();
+        let sources: Vec<&str> = ws.notebooks["c.ipynb"]
+            .cells
+            .iter()
+            .map(|c| c.cell.source.as_str())
+            .collect();
+        assert_eq!(sources, vec!["first, edited", "second"]);
+        assert_consistent(&engine, root);
+    }
+
+    #[test]
+    fn a_request_id_repeated_within_a_batch_answers_its_first_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let engine = open(root);
+        create(&engine, "a.ipynb", &["x"]).unwrap();
+        let head = engine.store().head();
+        let calls: Vec<Call> = vec![
+            Box::new(|e: &Engine| update(e, "a.ipynb", 0, "one", Some("r1"))),
+            Box::new(|e: &Engine| update(e, "a.ipynb", 0, "two", Some("r1"))),
+        ];
+        let answers = one_batch(&engine, calls);
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(version(&answers[0]), head + 1);
+        assert_eq!(engine.store().head(), head + 1);
+        // And once durable, from the log.
+        assert_eq!(
+            update(&engine, "a.ipynb", 0, "three", Some("r1")),
+            answers[0]
+        );
+        assert_eq!(
+            engine.workspace().notebooks["a.ipynb"].cells[0].cell.source,
+            "one"
+        );
+        assert_consistent(&engine, root);
+    }
+
+    #[test]
+    fn a_failed_file_write_drops_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let engine = open(root);
+        create(&engine, "a.ipynb", &["a0"]).unwrap();
+        create(&engine, "b.ipynb", &["b0"]).unwrap();
+        let head = engine.store().head();
+        // An outside edit of a, taken in by the batch (and dropped with it).
+        let outside = fs::read_to_string(root.join("a.ipynb"))
+            .unwrap()
+            .replace("\"a0\"", "\"a0 outside\"");
+        fs::write(root.join("a.ipynb"), &outside).unwrap();
+        // b's temp file cannot be created.
+        let blocker = temp_path(&root.join("b.ipynb"));
+        fs::create_dir(&blocker).unwrap();
+
+        let calls: Vec<Call> = vec![
+            // Refused before anything is staged: keeps its own answer.
+            Box::new(|e: &Engine| update(e, "b.ipynb", 9, "no such cell", None)),
+            Box::new(|e: &Engine| update(e, "a.ipynb", 0, "a0 new", None)),
+            Box::new(|e: &Engine| update(e, "b.ipynb", 0, "b0 new", None)),
+            // Refused against a staged state: withdrawn with the batch.
+            Box::new(|e: &Engine| update(e, "a.ipynb", 9, "no such cell", None)),
+        ];
+        let answers = one_batch(&engine, calls);
+        assert_eq!(answers[0].as_ref().unwrap_err().code, "not_found");
+        for a in &answers[1..] {
+            let e = a.as_ref().unwrap_err();
+            assert_eq!(e.code, "internal", "{e}");
+            assert!(e.message.contains("can be retried"), "{e}");
+        }
+        assert_eq!(engine.store().head(), head);
+        assert_eq!(engine.workspace().head, head);
+        assert_eq!(fs::read_to_string(root.join("a.ipynb")).unwrap(), outside);
+        assert!(!temp_path(&root.join("a.ipynb")).exists());
+
+        fs::remove_dir(&blocker).unwrap();
+        let v = version(&update(&engine, "a.ipynb", 0, "a0 new", None));
+        // The outside edit is seen again and recorded before the write.
+        let events = events_after(&engine, head);
+        let ops: Vec<&str> = events.iter().map(|e| e.operation.as_str()).collect();
+        assert_eq!(ops, vec![OP_EXTERNAL, "update_cell"]);
+        assert_eq!(v, head + 2);
+        version(&update(&engine, "b.ipynb", 0, "b0 new", None));
+        assert_consistent(&engine, root);
+    }
+
+    #[test]
+    fn a_notebook_with_a_staged_write_is_not_synced_within_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let engine = open(root);
+        create(&engine, "a.ipynb", &["a0"]).unwrap();
+        let head = engine.store().head();
+        let calls: Vec<Call> = vec![
+            Box::new(|e: &Engine| update(e, "a.ipynb", 0, "staged", None)),
+            // The file is still the pre-batch one; diffing it against the
+            // staged state would record a change undoing "staged".
+            Box::new(|e: &Engine| {
+                e.submit(Box::new(|e, _| {
+                    let abs = e.root.path().join("a.ipynb");
+                    let text = fs::read_to_string(&abs).unwrap();
+                    fs::write(&abs, text.replace("\"a0\"", "\"a0 outside\"")).unwrap();
+                    Ok(Map::new())
+                }))
+            }),
+            Box::new(|e: &Engine| insert(e, "a.ipynb", "after")),
+        ];
+        let answers = one_batch(&engine, calls);
+        assert!(answers.iter().all(Result::is_ok));
+        let ops: Vec<String> = events_after(&engine, head)
+            .into_iter()
+            .map(|e| e.operation)
+            .collect();
+        assert_eq!(ops, vec!["update_cell", "insert_cell"]);
+        let ws = engine.workspace();
+        let sources: Vec<&str> = ws.notebooks["a.ipynb"]
+            .cells
+            .iter()
+            .map(|c| c.cell.source.as_str())
+            .collect();
+        assert_eq!(sources, vec!["staged", "after"]);
+        assert_consistent(&engine, root);
+    }
 }

@@ -11,11 +11,13 @@
 //! - `by_cell`: `path \0 cell_id \0 be_u64(version)` → `` (events of a cell)
 //! - `blobs`: blake3 → bytes
 //!
-//! Everything an append writes lives in one sled transaction, and the
-//! version is checked against `meta.head` inside it, so a crash can never
-//! leave a gap, a dangling index entry or a missing blob. `append` returns
-//! only after `flush()`: a returned version is durable.
+//! Everything an append writes (one event, or a whole group-commit batch)
+//! lives in one sled transaction, and the first version is checked against
+//! `meta.head` inside it, so a crash can never leave a gap, a dangling index
+//! entry, a missing blob or part of a batch. `append` and `append_batch`
+//! return only after `flush()`: a returned version is durable.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -130,6 +132,16 @@ impl IndexKeys {
 /// one version in ten, point reads beat the scan when the log is in cache
 /// and tie with it when it is not.)
 const DENSE_SPAN: u64 = 4;
+
+/// One record of an append, encoded before its transaction (which sled
+/// may run more than once).
+struct Encoded {
+    key: [u8; 8],
+    bytes: Vec<u8>,
+    hash: Hash,
+    nb_keys: Vec<Vec<u8>>,
+    cell_keys: Vec<Vec<u8>>,
+}
 
 /// The iterator of [`Store::records_at`].
 pub struct RecordsAt<'a> {
@@ -297,61 +309,55 @@ impl Store {
     /// engine holds its lock); the transaction still refuses a wrong version
     /// so a bug cannot write a gap.
     pub fn append(&self, event: &Event) -> Result<Hash, StoreError> {
-        let hash = self.write(event)?;
-        self.db.flush()?;
-        self.publish(event.version, hash);
-        Ok(hash)
+        let hashes = self.append_batch(std::slice::from_ref(event))?;
+        Ok(hashes[0])
     }
 
-    /// Appends several events and makes them durable with one flush (group
-    /// commit). Each event is its own transaction, so a crash keeps a
-    /// prefix; none is visible through [`Store::head`] before the flush.
+    /// Appends consecutive events, the first carrying `head + 1`, in one
+    /// transaction and makes them durable with one flush (group commit):
+    /// after a crash or an error either all of them are in the log or none.
+    /// None is visible through [`Store::head`] before the flush.
     pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Hash>, StoreError> {
-        let mut hashes = Vec::with_capacity(events.len());
-        let mut prev = self.head_hash();
-        for event in events {
-            let hash = self.write_after(event, &prev)?;
-            prev = hash;
-            hashes.push(hash);
+        let Some(first) = events.first() else {
+            return Ok(Vec::new());
+        };
+        for pair in events.windows(2) {
+            if pair[1].version != pair[0].version + 1 {
+                return Err(StoreError::OutOfOrder {
+                    got: pair[1].version,
+                    head: pair[0].version,
+                });
+            }
         }
-        self.db.flush()?;
-        if let (Some(last), Some(hash)) = (events.last(), hashes.last()) {
-            self.publish(last.version, *hash);
-        }
-        Ok(hashes)
-    }
-
-    fn publish(&self, version: u64, hash: Hash) {
-        *self.head_hash.lock() = hash;
-        self.head.store(version, Ordering::SeqCst);
-    }
-
-    fn write(&self, event: &Event) -> Result<Hash, StoreError> {
-        self.write_after(event, &self.head_hash())
-    }
-
-    /// Writes one record in one transaction, without flushing.
-    fn write_after(&self, event: &Event, prev_hash: &Hash) -> Result<Hash, StoreError> {
         // Blobs are content-addressed and never change: one already stored
-        // (or already queued by this event) is not written again, so a
+        // (or already queued by this batch) is not written again, so a
         // snapshot of unchanged content costs its references only.
         let mut new_blobs: Vec<(Hash, Vec<u8>)> = Vec::new();
-        let blobs = &self.blobs;
-        let bytes = codec::encode(event, prev_hash, &mut |b| {
-            let h = *blake3::hash(b).as_bytes();
-            let known =
-                new_blobs.iter().any(|(k, _)| *k == h) || blobs.contains_key(h).unwrap_or(false);
-            if !known {
-                new_blobs.push((h, b.to_vec()));
-            }
-            h
-        });
-        let hash = *blake3::hash(&bytes).as_bytes();
-        let version = event.version;
-        let key = version.to_be_bytes();
-        let nb_keys: Vec<Vec<u8>> = event.paths.iter().map(|p| nb_key(p, version)).collect();
-        let cell_keys = cell_index_keys(event);
+        let mut queued: HashSet<Hash> = HashSet::new();
+        let mut records = Vec::with_capacity(events.len());
+        let mut prev = self.head_hash();
+        for event in events {
+            let bytes = codec::encode(event, &prev, &mut |b| {
+                let h = *blake3::hash(b).as_bytes();
+                if !queued.contains(&h) && !self.blobs.contains_key(h).unwrap_or(false) {
+                    queued.insert(h);
+                    new_blobs.push((h, b.to_vec()));
+                }
+                h
+            });
+            let hash = *blake3::hash(&bytes).as_bytes();
+            let version = event.version;
+            records.push(Encoded {
+                key: version.to_be_bytes(),
+                bytes,
+                hash,
+                nb_keys: event.paths.iter().map(|p| nb_key(p, version)).collect(),
+                cell_keys: cell_index_keys(event),
+            });
+            prev = hash;
+        }
 
+        let first_version = first.version;
         let trees = (
             &self.events,
             &self.meta,
@@ -361,31 +367,44 @@ impl Store {
         );
         let result = trees.transaction(|(events, meta, by_nb, by_cell, blobs)| {
             let head = meta.get(HEAD)?.map(|v| be_u64(&v)).unwrap_or(0);
-            if version != head + 1 {
+            if first_version != head + 1 {
                 return Err(ConflictableTransactionError::Abort(head));
             }
-            events.insert(&key, bytes.as_slice())?;
-            meta.insert(HEAD, &key)?;
-            meta.insert(HEAD_HASH, &hash)?;
-            for k in &nb_keys {
-                by_nb.insert(k.as_slice(), &[])?;
-            }
-            for k in &cell_keys {
-                by_cell.insert(k.as_slice(), &[])?;
+            for r in &records {
+                events.insert(&r.key, r.bytes.as_slice())?;
+                for k in &r.nb_keys {
+                    by_nb.insert(k.as_slice(), &[])?;
+                }
+                for k in &r.cell_keys {
+                    by_cell.insert(k.as_slice(), &[])?;
+                }
             }
             for (h, b) in &new_blobs {
                 blobs.insert(h, b.as_slice())?;
+            }
+            if let Some(last) = records.last() {
+                meta.insert(HEAD, &last.key)?;
+                meta.insert(HEAD_HASH, &last.hash)?;
             }
             Ok(())
         });
         match result {
             Ok(()) => {}
             Err(TransactionError::Abort(head)) => {
-                return Err(StoreError::OutOfOrder { got: version, head });
+                return Err(StoreError::OutOfOrder {
+                    got: first_version,
+                    head,
+                });
             }
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         }
-        Ok(hash)
+        self.db.flush()?;
+        let hashes: Vec<Hash> = records.iter().map(|r| r.hash).collect();
+        if let (Some(last), Some(hash)) = (events.last(), hashes.last()) {
+            *self.head_hash.lock() = *hash;
+            self.head.store(last.version, Ordering::SeqCst);
+        }
+        Ok(hashes)
     }
 
     /// The raw bytes of record `version`.
@@ -906,6 +925,34 @@ mod tests {
         assert_eq!(r3.prev_hash, hashes[0]);
         assert!(s.append_batch(&[event(7, "a.ipynb")]).is_err());
         assert_eq!(s.head(), 5);
+    }
+
+    #[test]
+    fn a_batch_with_a_wrong_version_writes_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.append(&event(1, "a.ipynb")).unwrap();
+        let gap = [
+            event(2, "a.ipynb"),
+            event(3, "a.ipynb"),
+            event(5, "a.ipynb"),
+        ];
+        assert!(matches!(
+            s.append_batch(&gap),
+            Err(StoreError::OutOfOrder { got: 5, head: 3 })
+        ));
+        let late = [event(3, "a.ipynb"), event(4, "a.ipynb")];
+        assert!(matches!(
+            s.append_batch(&late),
+            Err(StoreError::OutOfOrder { got: 3, head: 1 })
+        ));
+        assert_eq!(s.head(), 1);
+        assert!(s.get(2).unwrap().is_none());
+        assert_eq!(s.notebook_versions("a.ipynb", 0, 100).unwrap(), vec![1]);
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.head(), 1);
+        assert_eq!(s.append_batch(&[event(2, "a.ipynb")]).unwrap().len(), 1);
     }
 
     #[test]

@@ -143,12 +143,13 @@ pub fn create_notebook(
             "kernel_name must be 1-128 printable characters",
         ));
     }
+    let n_cells = specs.len();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Create,
         "create_notebook",
-        |prior, np, _now| {
+        move |prior, np, _now| {
             let path = np.rel.clone();
             let mut changes = Vec::new();
             // A path whose file was removed keeps its history: its old cells
@@ -216,7 +217,7 @@ pub fn create_notebook(
         format!(
             "created {} ({} cells)",
             res["path"].as_str().unwrap_or(""),
-            specs.len()
+            n_cells
         ),
         res,
     ))
@@ -269,7 +270,7 @@ pub fn insert_cell(
         actor,
         Presence::Existing,
         "insert_cell",
-        |nb, np, _now| {
+        move |nb, np, _now| {
             let nb = existing(nb)?;
             let at = placement(
                 nb,
@@ -348,12 +349,13 @@ pub fn batch_insert_cells(
             "cells is empty; give at least one {source, cell_type}",
         ));
     }
+    let n_cells = a.cells.len();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "batch_insert_cells",
-        |nb, np, _now| {
+        move |nb, np, _now| {
             let nb = existing(nb)?;
             let at = placement(
                 nb,
@@ -387,7 +389,7 @@ pub fn batch_insert_cells(
             })
         },
     )?;
-    Ok((format!("inserted {} cells", a.cells.len()), res))
+    Ok((format!("inserted {n_cells} cells"), res))
 }
 
 // ---------------------------------------------------------------- update
@@ -424,12 +426,13 @@ pub fn update_cell(
     a: UpdateArgs,
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
+    let who = actor.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "update_cell",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = existing(nb)?;
             let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
             editable(nb, i)?;
@@ -437,7 +440,7 @@ pub fn update_cell(
             let overrode = check_locks(
                 nb,
                 std::slice::from_ref(&id),
-                actor,
+                &who,
                 a.force.unwrap_or(false),
                 now,
             )?;
@@ -517,12 +520,14 @@ pub fn batch_update_cells(
             "updates is empty; give at least one {cell_id, source}",
         ));
     }
+    let n_updates = a.updates.len();
+    let who = actor.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "batch_update_cells",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = existing(nb)?;
             let mut seen = HashSet::new();
             let mut positions = Vec::with_capacity(a.updates.len());
@@ -545,7 +550,7 @@ pub fn batch_update_cells(
                 .iter()
                 .map(|&i| nb.cells[i].cell.id.clone())
                 .collect();
-            let overrode = check_locks(nb, &targets, actor, a.force.unwrap_or(false), now)?;
+            let overrode = check_locks(nb, &targets, &who, a.force.unwrap_or(false), now)?;
             for (u, &i) in a.updates.iter().zip(&positions) {
                 check_expected(nb, i, u.expected_version)?;
             }
@@ -582,7 +587,7 @@ pub fn batch_update_cells(
             })
         },
     )?;
-    Ok((format!("updated {} cells", a.updates.len()), res))
+    Ok((format!("updated {n_updates} cells"), res))
 }
 
 // ---------------------------------------------------------------- delete
@@ -633,12 +638,13 @@ pub fn delete_cell(
             "cell_ids is empty",
         ));
     }
+    let who = actor.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "delete_cell",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = existing(nb)?;
             let mut positions: Vec<usize> = match (&a.cell_ids, &a.cell_id) {
                 (Some(ids), _) => ids
@@ -653,7 +659,7 @@ pub fn delete_cell(
                 .iter()
                 .map(|&i| nb.cells[i].cell.id.clone())
                 .collect();
-            let overrode = check_locks(nb, &targets, actor, a.force.unwrap_or(false), now)?;
+            let overrode = check_locks(nb, &targets, &who, a.force.unwrap_or(false), now)?;
             for &i in &positions {
                 check_expected(nb, i, a.expected_version)?;
             }
@@ -672,7 +678,7 @@ pub fn delete_cell(
                         path: np.rel.clone(),
                         cell_id: cell.id.clone(),
                         owner: lock.owner.clone(),
-                        forced: lock.holds_at(now) && lock.owner != actor.client_name,
+                        forced: lock.holds_at(now) && lock.owner != who.client_name,
                     });
                 }
                 changes.push(Change::CellDeleted {
@@ -742,12 +748,14 @@ pub fn change_cell_type(
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
     let t: CellType = common::cell_type("cell_type", Some(&a.cell_type))?;
+    let who = actor.clone();
+    let shown = quote(t.as_str());
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "change_cell_type",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = existing(nb)?;
             let i = find_cell(nb, "cell_id", a.cell_id.as_deref(), a.index)?;
             editable(nb, i)?;
@@ -755,7 +763,7 @@ pub fn change_cell_type(
             let overrode = check_locks(
                 nb,
                 std::slice::from_ref(&before.id),
-                actor,
+                &who,
                 a.force.unwrap_or(false),
                 now,
             )?;
@@ -793,7 +801,7 @@ pub fn change_cell_type(
         format!(
             "cell {} is now {}",
             res["cell_id"].as_str().unwrap_or(""),
-            quote(t.as_str())
+            shown
         ),
         res,
     ))
@@ -847,7 +855,7 @@ pub fn recover_cell(
         actor,
         Presence::Existing,
         "recover_cell",
-        |nb, np, _now| {
+        move |nb, np, _now| {
             let nb = existing(nb)?;
             let id = common::id_any(nb, &a.cell_id)?;
             if let Some(i) = nb.position(&id) {

@@ -138,24 +138,25 @@ pub fn lock_cells(
             "say which cells to lock with cell_ids",
         ));
     };
+    let who = actor.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "lock_cells",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
             let cells = resolve(nb, &ids)?;
             let held: Vec<(&str, &Lock)> = cells
                 .iter()
                 .filter_map(|c| {
                     nb.lock_at(c, now)
-                        .filter(|l| l.owner != actor.client_name)
+                        .filter(|l| l.owner != who.client_name)
                         .map(|l| (c.as_str(), l))
                 })
                 .collect();
             if !held.is_empty() {
-                return Err(locked(&held, actor, now, "lock other cells"));
+                return Err(locked(&held, &who, now, "lock other cells"));
             }
             common::check_count(cells.len())?;
             let expires_at = now + (ttl as i64) * 1000;
@@ -164,7 +165,7 @@ pub fn lock_cells(
                 .map(|c| Change::LockAcquired {
                     path: np.rel.clone(),
                     cell_id: c.clone(),
-                    owner: actor.client_name.clone(),
+                    owner: who.client_name.clone(),
                     // A renewal keeps when the lock was first taken (§8.5).
                     acquired_at: nb.lock_at(c, now).map_or(now, |l| l.acquired_at),
                     expires_at,
@@ -248,12 +249,13 @@ pub fn unlock_cells(
 ) -> Result<(String, Map<String, Value>), ToolError> {
     let force = a.force.unwrap_or(false);
     let ids = cell_list(a.cell_ids, a.cell_id);
+    let who = actor.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "unlock_cells",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
             let cells: Vec<String> = match &ids {
                 Some(ids) => {
@@ -269,7 +271,7 @@ pub fn unlock_cells(
                 None => nb
                     .locks
                     .iter()
-                    .filter(|(_, l)| l.holds_at(now) && l.owner == actor.client_name)
+                    .filter(|(_, l)| l.holds_at(now) && l.owner == who.client_name)
                     .map(|(c, _)| c.clone())
                     .collect(),
             };
@@ -278,7 +280,7 @@ pub fn unlock_cells(
             let mut others: Vec<(&str, &Lock)> = Vec::new();
             for c in &cells {
                 match nb.lock_at(c, now) {
-                    Some(l) if l.owner == actor.client_name => {
+                    Some(l) if l.owner == who.client_name => {
                         released.push((c.clone(), l.owner.clone(), false))
                     }
                     Some(l) if force => released.push((c.clone(), l.owner.clone(), true)),
@@ -289,7 +291,7 @@ pub fn unlock_cells(
             if !others.is_empty() {
                 return Err(locked(
                     &others,
-                    actor,
+                    &who,
                     now,
                     "pass force: true to release it anyway (recorded)",
                 ));

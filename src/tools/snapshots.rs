@@ -104,7 +104,8 @@ pub fn snapshot_notebook(
             "description is longer than 1000 characters",
         ));
     }
-    let res = engine.write(&a.path, actor, Presence::Existing, "snapshot_notebook", |nb, np, _now| {
+    let shown = quote(&a.name);
+    let res = engine.write(&a.path, actor, Presence::Existing, "snapshot_notebook", move |nb, np, _now| {
         let nb = nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
         if let Some(old) = nb.snapshots.get(&a.name)
             && !a.overwrite.unwrap_or(false)
@@ -144,7 +145,7 @@ pub fn snapshot_notebook(
             }),
         })
     })?;
-    Ok((format!("snapshot {} taken", quote(&a.name)), res))
+    Ok((format!("snapshot {shown} taken"), res))
 }
 
 // ---------------------------------------------------------------- list
@@ -451,12 +452,14 @@ pub fn restore_snapshot(
     a: RestoreArgs,
     actor: &Actor,
 ) -> Result<(String, Map<String, Value>), ToolError> {
+    let who = actor.clone();
+    let shown = quote(&a.name);
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "restore_snapshot",
-        |nb, np, now| {
+        move |nb, np, now| {
             let nb = nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
             let snap: &Snapshot = nb
                 .snapshots
@@ -476,14 +479,14 @@ pub fn restore_snapshot(
                     .filter(|c| !in_snap.contains(c.id.as_str()))
                     .map(|c| c.id.clone()),
             );
-            let overrode = check_locks(nb, &touched, actor, a.force.unwrap_or(false), now)?;
+            let overrode = check_locks(nb, &touched, &who, a.force.unwrap_or(false), now)?;
 
             let target_header: Header = snap.header.clone();
             let restore = transform(
                 nb,
                 &target_header,
                 &snap.cells,
-                Some((&actor.client_name, now)),
+                Some((&who.client_name, now)),
             );
             if restore.is_empty() {
                 return Ok(Plan {
@@ -526,5 +529,5 @@ pub fn restore_snapshot(
             })
         },
     )?;
-    Ok((format!("restored {}", quote(&a.name)), res))
+    Ok((format!("restored {shown}"), res))
 }

@@ -357,8 +357,10 @@ fn run(
     } else {
         "move_cells"
     };
-    let res = engine.write_pair(&a.source_path, &dest, actor, op, |src, dst, sp, dp, now| {
-        plan(kind, &a, (src, sp), (dst, dp), actor, now)
+    let source = a.source_path.clone();
+    let who = actor.clone();
+    let res = engine.write_pair(&source, &dest, actor, op, move |src, dst, sp, dp, now| {
+        plan(kind, &a, (src, sp), (dst, dp), &who, now)
     })?;
     let n = res["cell_ids"].as_array().map_or(0, Vec::len);
     let verb = if kind == Kind::Copy {
