@@ -8,6 +8,8 @@
 //!
 //! Each agent does NBLEDGER_LOAD_N (default 300) `update_cell` calls on its
 //! own cell, back to back. Prints aggregate writes/s and p50/p99 latency.
+//! NBLEDGER_LOAD_CASES picks some of `stdio,http,attached` (default all)
+//! and NBLEDGER_LOAD_CLIENTS the client counts (default `1,4,16`).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -158,9 +160,31 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     println!("update_cell on a {CELLS}-cell notebook, {n} calls per client, durable per call");
+    let cases =
+        std::env::var("NBLEDGER_LOAD_CASES").unwrap_or_else(|_| "stdio,http,attached".into());
+    let counts: Vec<usize> = std::env::var("NBLEDGER_LOAD_CLIENTS")
+        .unwrap_or_else(|_| "1,4,16".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let scaling = |label: &str, rates: &[f64]| {
+        if rates.len() > 1 {
+            let ratios: Vec<String> = counts
+                .iter()
+                .zip(rates)
+                .skip(1)
+                .map(|(c, r)| format!("{c} = {:.2}x", r / rates[0]))
+                .collect();
+            println!(
+                "{label} scaling: {} of {} client(s)",
+                ratios.join(", "),
+                counts[0]
+            );
+        }
+    };
 
     let mut stdio_rates = Vec::new();
-    for clients in [1usize, 4, 16] {
+    for &clients in counts.iter().filter(|_| cases.contains("stdio")) {
         let dir = workspace();
         let mut cs = Vec::new();
         for k in 0..clients {
@@ -170,7 +194,7 @@ async fn main() {
         stdio_rates.push(rate);
     }
     let mut http_rates = Vec::new();
-    for clients in [1usize, 4, 16] {
+    for &clients in counts.iter().filter(|_| cases.contains("http")) {
         let dir = workspace();
         let (mut server, url) = http_server(dir.path());
         let mut cs = Vec::new();
@@ -181,6 +205,11 @@ async fn main() {
         let _ = server.kill();
         let _ = server.wait();
     }
+    scaling("stdio", &stdio_rates);
+    scaling("http", &http_rates);
+    if !cases.contains("attached") {
+        return;
+    }
     // One agent, served by the owner vs by an attached process.
     let dir = workspace();
     let owner = stdio(dir.path(), "owner").await;
@@ -190,17 +219,5 @@ async fn main() {
     let attached = stdio(dir2.path(), "attached").await;
     let by_attached = run("one agent, attached process", vec![attached], n).await;
     drop(idle_owner);
-
-    println!();
-    println!(
-        "stdio scaling: 4 = {:.2}x, 16 = {:.2}x of one client",
-        stdio_rates[1] / stdio_rates[0],
-        stdio_rates[2] / stdio_rates[0]
-    );
-    println!(
-        "http scaling:  4 = {:.2}x, 16 = {:.2}x of one client",
-        http_rates[1] / http_rates[0],
-        http_rates[2] / http_rates[0]
-    );
     println!("attached / owner throughput: {:.2}", by_attached / by_owner);
 }
