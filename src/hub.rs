@@ -849,3 +849,35 @@ pub fn copy_from_owner(data: &Path, into: &Path) -> anyhow::Result<Option<Store>
     })?;
     Ok(Some(store))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_in_a_folder_too_deep_for_sun_path_still_binds_and_connects() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        assert!(deep.join(SOCKET).as_os_str().len() > 108);
+        let sock = SockPath::of(&deep).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&sock.path).unwrap();
+        assert!(
+            deep.join(SOCKET).exists(),
+            "the socket lives in the data folder"
+        );
+        let other = SockPath::of(&deep).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&other.path).unwrap();
+        listener.accept().unwrap();
+    }
+
+    #[test]
+    fn handover_answers_are_recognised_and_nothing_else_is() {
+        assert!(is_handover(&handover()));
+        assert!(!is_handover(&unavailable("x", Some("unknown"))));
+        let e = handover();
+        let err = &e.structured_content.as_ref().unwrap()["error"];
+        assert_eq!(err["code"], "unavailable");
+        assert_eq!(err["retryable"], true);
+    }
+}
