@@ -345,7 +345,10 @@ async fn supervise(hub: Arc<Hub>, first: Acquired) {
                         cancel.cancel();
                         let _ = ended.await;
                     }
-                    _ = hub.draining.cancelled() => return,
+                    _ = hub.draining.cancelled() => {
+                        cancel.cancel();
+                        return;
+                    }
                 }
                 hub.mode.send_replace(Mode::Down);
                 tracing::info!("left the store's owner; taking over or re-attaching");
