@@ -7,6 +7,7 @@
 //! locks never depend on the connection: both protocol eras (2026-07-28
 //! stateless and 2025-11-25 sessions) reach the same engine.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -128,7 +129,11 @@ pub async fn serve(
     let app = axum::Router::new()
         .nest_service("/mcp", service)
         .layer(guard);
-    eprintln!("nbledger: serving MCP at http://{bound}/mcp");
+    // Not eprintln!: it panics when stderr is a pipe nobody reads.
+    let _ = writeln!(
+        std::io::stderr(),
+        "nbledger: serving MCP at http://{bound}/mcp"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

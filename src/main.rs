@@ -176,6 +176,9 @@ fn main() -> ExitCode {
     // stdout is the MCP channel: logs go to stderr only.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // When stderr is a pipe nobody reads, reporting the failed write
+        // would `eprintln!`, which panics, and take the request with it.
+        .log_internal_errors(false)
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NBLEDGER_LOG")
@@ -192,14 +195,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("nbledger: cannot start the runtime: {e}");
+            say(&format!("nbledger: cannot start the runtime: {e}"));
             return ExitCode::from(4);
         }
     };
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("nbledger: {e:#}");
+            say(&format!("nbledger: {e:#}"));
             ExitCode::from(4)
         }
     };
@@ -277,7 +280,7 @@ fn run_audit(command: Command) -> ExitCode {
 fn audit_failure(e: AuditError) -> ExitCode {
     let code = e.exit_code();
     if code != 0 {
-        eprintln!("nbledger: {e}");
+        say(&format!("nbledger: {e}"));
     }
     ExitCode::from(code)
 }
@@ -343,6 +346,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         other => Ok(run_audit(other)),
     }
+}
+
+/// A line on stderr; unlike `eprintln!`, never panics when stderr is a
+/// pipe nobody reads.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 async fn shutdown_signal() {

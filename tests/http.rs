@@ -169,3 +169,36 @@ async fn token_host_and_origin_are_checked() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bearer token"));
 }
+
+#[test]
+fn a_server_whose_stderr_nobody_reads_still_answers() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(common::bin())
+        .args(["serve", "--http", "127.0.0.1:0", "--root"])
+        .arg(dir.path())
+        .env("NBLEDGER_LOG", "info")
+        .env_remove("NBLEDGER_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving MCP at") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0);
+    }
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    // From now on every log line the server writes fails with EPIPE.
+    drop(err);
+    for _ in 0..3 {
+        let head = raw(&url, true, &[]);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let head = raw(&url, false, &[("host", "evil.example")]);
+        assert!(head.starts_with("http/1.1 403"), "{head}");
+    }
+    server.kill().unwrap();
+}
