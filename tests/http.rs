@@ -201,4 +201,5 @@ fn a_server_whose_stderr_nobody_reads_still_answers() {
         assert!(head.starts_with("http/1.1 403"), "{head}");
     }
     server.kill().unwrap();
+    server.wait().unwrap();
 }
