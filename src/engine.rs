@@ -269,7 +269,8 @@ impl Engine {
 
     fn write_checkpoint(&self, inner: &mut Inner) -> Result<(), StoreError> {
         let version = inner.ws.head;
-        if version == 0 || version == inner.checkpointed {
+        // After a failed flush the projection may hold what the log lost.
+        if version == 0 || version == inner.checkpointed || self.store.failed() {
             return Ok(());
         }
         let cp = Checkpoint {
@@ -327,6 +328,9 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut Inner) -> Result<T, ToolError>,
     ) -> Result<T, ToolError> {
+        if self.store.failed() {
+            return Err(storage_failed());
+        }
         let mut inner = self.lock();
         let out = f(&mut inner);
         self.make_durable(&mut inner)?;
@@ -336,6 +340,9 @@ impl Engine {
     /// Queues `job` and returns its answer once it has run in a durable
     /// batch, led by this caller or by another.
     fn submit(&self, job: Job) -> Answer {
+        if self.store.failed() {
+            return Err(storage_failed());
+        }
         let slot = Slot::default();
         let mut queue = self.queue.lock();
         queue.jobs.push((job, slot.clone()));
@@ -490,6 +497,13 @@ impl Engine {
         }
         if let Err(e) = self.store.append_batch(&inner.staged) {
             remove_temps(&temps);
+            if let StoreError::NotDurable(_) = e {
+                // The batch may be on disk or not, and the projection holds
+                // it: answer "unknown" and serve nothing more (see
+                // `storage_failed`); the next owner replays what is stored.
+                inner.staged.clear();
+                return Err(storage_failed().with("outcome", "unknown"));
+            }
             self.abandon(inner);
             return Err(store_error(e));
         }
@@ -1285,6 +1299,17 @@ pub fn invalid_notebook(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
     err
 }
 
+/// The answer once a flush has failed: the projection may hold events the
+/// disk does not, so nothing is read or written any more (the server
+/// stops and the next owner replays the log).
+fn storage_failed() -> ToolError {
+    ToolError::new(
+        "unavailable",
+        "the log could not be flushed to disk, so this server stops serving; retry (with the same request_id for a write) once another server has taken over",
+    )
+    .with("retryable", true)
+}
+
 fn store_error(e: StoreError) -> ToolError {
     ToolError::internal(format!(
         "the log could not record the change ({e}); nothing was changed"
@@ -1838,5 +1863,32 @@ mod tests {
             .collect();
         assert_eq!(sources, vec!["staged", "after"]);
         assert_consistent(&engine, root);
+    }
+
+    #[test]
+    fn a_failed_flush_answers_unknown_and_the_engine_serves_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let engine = open(root);
+        create(&engine, "a.ipynb", &["x"]).unwrap();
+        engine
+            .store()
+            .fail_flushes
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = update(&engine, "a.ipynb", 0, "y", Some("r1")).unwrap_err();
+        assert_eq!(e.code, "unavailable");
+        assert_eq!(e.details["outcome"], "unknown");
+        assert_eq!(e.details["retryable"], true);
+        assert!(engine.store().failed());
+        // Neither writes nor reads: the projection may hold what the disk
+        // does not.
+        let e = update(&engine, "a.ipynb", 0, "z", None).unwrap_err();
+        assert_eq!(e.code, "unavailable");
+        assert!(e.details.get("outcome").is_none(), "nothing was tried");
+        let e = engine.read("a.ipynb", |_| Ok(())).unwrap_err();
+        assert_eq!(e.code, "unavailable");
+        // The file was never swapped: it still holds the last durable state.
+        let file = fs::read_to_string(root.join("a.ipynb")).unwrap();
+        assert!(file.contains("\"x\""), "{file}");
     }
 }

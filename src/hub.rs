@@ -183,6 +183,9 @@ pub struct Hub {
     mode: watch::Sender<Mode>,
     /// Set when this process stops: no new calls, long-polls end.
     draining: CancellationToken,
+    /// Set when the store failed under this owner: the process must stop
+    /// so that another one replays the log from disk.
+    fatal: CancellationToken,
     /// Calls running on this process's engine.
     in_flight: Arc<Counter>,
     /// The attached link to give up (its generation): the owner is
@@ -205,6 +208,7 @@ impl Hub {
             data: data.to_path_buf(),
             mode: watch::Sender::new(Mode::Down),
             draining: CancellationToken::new(),
+            fatal: CancellationToken::new(),
             in_flight: Arc::default(),
             retire: watch::Sender::new(0),
             generation: AtomicU64::new(0),
@@ -225,6 +229,12 @@ impl Hub {
         let mut rx = hub.mode.subscribe();
         let _ = rx.wait_for(|m| !matches!(m, Mode::Down)).await;
         Ok(hub)
+    }
+
+    /// Cancelled when the store failed under this owner (a flush error):
+    /// the process should stop, and exit with a failure.
+    pub fn fatal(&self) -> CancellationToken {
+        self.fatal.clone()
     }
 
     /// Whether this process owns the store now.
@@ -660,7 +670,14 @@ impl Front {
                     let Some(_guard) = self.hub.enter() else {
                         return Ok(complete(handover()));
                     };
-                    return server.call_tool(request, context).await;
+                    let answer = server.call_tool(request, context).await;
+                    if server.store_failed() {
+                        tracing::error!(
+                            "the log's storage failed; stopping so another process can take over"
+                        );
+                        self.hub.fatal.cancel();
+                    }
+                    return answer;
                 }
                 Mode::Attached(link) => {
                     if self.hub.draining.is_cancelled() {

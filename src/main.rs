@@ -316,8 +316,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(addr) = http.http {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let stop = shutdown.clone();
+                let fatal = hub.fatal();
                 tokio::spawn(async move {
-                    shutdown_signal().await;
+                    tokio::select! {
+                        _ = shutdown_signal() => {},
+                        _ = fatal.cancelled() => {},
+                    }
                     stop.cancel();
                 });
                 let opts = nbledger::http::HttpOptions {
@@ -329,12 +333,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let served = nbledger::http::serve(front, opts, shutdown).await;
                 hub.shutdown().await;
                 served?;
-                return Ok(ExitCode::SUCCESS);
+                return Ok(exit_code(&hub));
             }
             let service = front.serve(rmcp::transport::stdio()).await?;
             let cancel = service.cancellation_token();
+            let fatal = hub.fatal();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                tokio::select! {
+                    _ = shutdown_signal() => {},
+                    _ = fatal.cancelled() => {},
+                }
                 cancel.cancel();
             });
             let served = service.waiting().await;
@@ -342,9 +350,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // projection checkpoint so the next start is instant.
             hub.shutdown().await;
             served?;
-            Ok(ExitCode::SUCCESS)
+            Ok(exit_code(&hub))
         }
         other => Ok(run_audit(other)),
+    }
+}
+
+/// 0 after a clean stop; 4 when the store failed under this server.
+fn exit_code(hub: &Hub) -> ExitCode {
+    if hub.fatal().is_cancelled() {
+        say("nbledger: stopped because the log's storage failed (see the log above)");
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

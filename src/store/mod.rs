@@ -52,6 +52,15 @@ pub enum StoreError {
         "this log belongs to root {recorded}, not {given}; use the matching --root or another --data"
     )]
     WrongRoot { recorded: String, given: String },
+    /// The batch's transaction committed but the flush failed: whether it
+    /// is on disk is unknown, and after a failed fsync the OS may have
+    /// dropped the pages, so the store takes no more writes.
+    #[error(
+        "the log could not be flushed to disk ({0}); whether the last writes are stored is unknown"
+    )]
+    NotDurable(String),
+    #[error("the log's storage failed earlier and takes no more writes; restart nbledger")]
+    Failed,
 }
 
 /// The trees of a [`Store::dump`].
@@ -205,6 +214,12 @@ pub struct Store {
     blobs: sled::Tree,
     head: AtomicU64,
     head_hash: Mutex<Hash>,
+    /// Set by a failed flush: every later append is refused (see
+    /// [`StoreError::NotDurable`]).
+    failed: std::sync::atomic::AtomicBool,
+    /// Tests: make the next flushes fail.
+    #[cfg(test)]
+    pub(crate) fail_flushes: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -253,6 +268,9 @@ impl Store {
             blobs: db.open_tree("blobs")?,
             head: AtomicU64::new(0),
             head_hash: Mutex::new([0; 32]),
+            failed: Default::default(),
+            #[cfg(test)]
+            fail_flushes: Default::default(),
             dir: dir.to_path_buf(),
             db,
         };
@@ -318,6 +336,9 @@ impl Store {
     /// after a crash or an error either all of them are in the log or none.
     /// None is visible through [`Store::head`] before the flush.
     pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Hash>, StoreError> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
         let Some(first) = events.first() else {
             return Ok(Vec::new());
         };
@@ -398,13 +419,31 @@ impl Store {
             }
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         }
-        self.db.flush()?;
+        if let Err(e) = self.flush_log() {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(StoreError::NotDurable(e.to_string()));
+        }
         let hashes: Vec<Hash> = records.iter().map(|r| r.hash).collect();
         if let (Some(last), Some(hash)) = (events.last(), hashes.last()) {
             *self.head_hash.lock() = *hash;
             self.head.store(last.version, Ordering::SeqCst);
         }
         Ok(hashes)
+    }
+
+    /// Whether a flush failed: the store then takes no more writes.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    fn flush_log(&self) -> sled::Result<usize> {
+        #[cfg(test)]
+        if self.fail_flushes.load(Ordering::SeqCst) {
+            return Err(sled::Error::Io(std::io::Error::other(
+                "injected flush failure",
+            )));
+        }
+        self.db.flush()
     }
 
     /// The raw bytes of record `version`.

@@ -52,6 +52,12 @@ impl NotebookServer {
         }
     }
 
+    /// Whether the log's storage failed (a flush error): the process must
+    /// stop serving.
+    pub fn store_failed(&self) -> bool {
+        self.engine.store().failed()
+    }
+
     /// Long-polls end when `stop` is cancelled.
     pub fn with_stop(mut self, stop: tokio_util::sync::CancellationToken) -> NotebookServer {
         self.stop = stop;
