@@ -35,7 +35,7 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -386,9 +386,8 @@ async fn acquire(hub: &Arc<Hub>) -> anyhow::Result<Acquired> {
                 let root = hub.root.clone();
                 let engine =
                     tokio::task::spawn_blocking(move || Engine::open_store(&root, store)).await??;
-                let engine = Arc::new(engine);
-                listen(hub, engine.clone())?;
-                return Ok(Acquired::Owner(engine));
+                listen(hub)?;
+                return Ok(Acquired::Owner(Arc::new(engine)));
             }
             Err(StoreError::InUse(_)) => {
                 // Someone holds the lock but does not answer yet: an owner
@@ -486,7 +485,7 @@ impl SockPath {
 
 /// Binds the owner's socket (removing a stale one: holding the store's
 /// lock proves its owner is gone) and serves attached processes on it.
-fn listen(hub: &Arc<Hub>, engine: Arc<Engine>) -> anyhow::Result<()> {
+fn listen(hub: &Arc<Hub>) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let real = hub.data.join(SOCKET);
     let _ = std::fs::remove_file(&real);
@@ -494,8 +493,7 @@ fn listen(hub: &Arc<Hub>, engine: Arc<Engine>) -> anyhow::Result<()> {
     let listener = UnixListener::bind(&sock.path)?;
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600))?;
     let hub = hub.clone();
-    let root = engine.root().path().to_string_lossy().into_owned();
-    drop(engine);
+    let root = hub.root.to_string_lossy().into_owned();
     tokio::spawn(async move {
         let _keep = sock;
         loop {
@@ -595,8 +593,6 @@ async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Res
     }
     Ok(())
 }
-
-use tokio::io::AsyncReadExt as _;
 
 /// The MCP face of a process: runs calls on the engine when this process
 /// owns the store, forwards them to the owner otherwise.
