@@ -102,6 +102,10 @@ struct Link {
     generation: u64,
     /// Calls sent on this link and not yet answered.
     in_flight: Arc<Counter>,
+    /// Cancelled once the link is known dead: calls still waiting on it
+    /// stop waiting (rmcp may not answer a request it queued just as the
+    /// transport closed).
+    dead: CancellationToken,
 }
 
 /// A count that can be awaited down to zero.
@@ -328,10 +332,12 @@ async fn supervise(hub: Arc<Hub>, first: Acquired) {
             }
             Acquired::Attached(service, generation) => {
                 let in_flight: Arc<Counter> = Arc::default();
+                let dead = CancellationToken::new();
                 let link = Link {
                     peer: service.peer().clone(),
                     generation,
                     in_flight: in_flight.clone(),
+                    dead: dead.clone(),
                 };
                 hub.mode.send_replace(Mode::Attached(link));
                 tracing::info!("attached to the store's owner");
@@ -340,25 +346,36 @@ async fn supervise(hub: Arc<Hub>, first: Acquired) {
                     let _ = service.waiting().await;
                 });
                 let mut retire = hub.retire.subscribe();
+                let mut done = false;
                 tokio::select! {
-                    _ = &mut ended => {},
+                    _ = &mut ended => done = true,
                     _ = async { retire.wait_for(|g| *g == generation).await.is_ok() } => {
                         // New calls wait for the next owner; the ones sent
                         // here get their answers (run, or a handover that
-                        // is retried) before the link closes.
+                        // is retried) before the link closes, unless the
+                        // link is dead.
                         hub.mode.send_replace(Mode::Down);
                         let drained = tokio::time::timeout(Duration::from_secs(60), in_flight.zero());
                         tokio::select! {
                             _ = drained => {},
-                            _ = &mut ended => {},
+                            _ = &mut ended => done = true,
+                            _ = dead.cancelled() => {},
                         }
-                        cancel.cancel();
-                        let _ = ended.await;
                     }
                     _ = hub.draining.cancelled() => {
+                        dead.cancel();
                         cancel.cancel();
                         return;
                     }
+                }
+                dead.cancel();
+                cancel.cancel();
+                if !done
+                    && tokio::time::timeout(Duration::from_secs(2), &mut ended)
+                        .await
+                        .is_err()
+                {
+                    ended.abort();
                 }
                 hub.mode.send_replace(Mode::Down);
                 tracing::info!("left the store's owner; taking over or re-attaching");
@@ -690,7 +707,8 @@ impl Front {
                     );
                     let _sent = link.in_flight.enter();
                     let answer = tokio::select! {
-                        a = link.peer.call_tool(forwarded) => a,
+                        a = link.peer.call_tool(forwarded) => a.map_err(|e| e.to_string()),
+                        _ = link.dead.cancelled() => Err("the link to the owner is closed".into()),
                         _ = context.ct.cancelled() => {
                             return Ok(complete(unavailable("cancelled", None)));
                         }
@@ -711,6 +729,7 @@ impl Front {
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, tool = %request.name, "the store's owner went away during a call");
+                            link.dead.cancel();
                             self.hub.retire.send_replace(link.generation);
                             drop(_sent);
                             self.hub.wait_left(link.generation).await;

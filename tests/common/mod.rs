@@ -184,7 +184,13 @@ pub fn http_server(root: &std::path::Path, token: Option<&str>) -> (Child, Strin
         assert!(err.read_line(&mut line).unwrap() > 0, "the server stopped");
     }
     // Keep draining stderr: a server whose log pipe is closed cannot log.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    std::thread::spawn(move || {
+        if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
+            std::io::copy(&mut err, &mut std::io::stderr())
+        } else {
+            std::io::copy(&mut err, &mut std::io::sink())
+        }
+    });
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(
         url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
