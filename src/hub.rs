@@ -283,11 +283,15 @@ impl Hub {
         (!self.draining.is_cancelled()).then_some(guard)
     }
 
-    /// Waits until the mode is no longer the link `generation`.
-    async fn wait_left(&self, generation: u64) {
+    /// Gives up `link` (after a handover answer or a transport error):
+    /// asks the supervisor to retire it, stops counting this call on it,
+    /// and waits until the process has left it for the next owner.
+    async fn leave(&self, link: &Link, sent: CounterGuard) {
+        self.retire.send_replace(link.generation);
+        drop(sent);
         let mut rx = self.mode.subscribe();
         let _ = rx
-            .wait_for(|m| !matches!(m, Mode::Attached(l) if l.generation == generation))
+            .wait_for(|m| !matches!(m, Mode::Attached(l) if l.generation == link.generation))
             .await;
     }
 
@@ -715,9 +719,7 @@ impl Front {
                     };
                     match answer {
                         Ok(result) if is_handover(&result) => {
-                            self.hub.retire.send_replace(link.generation);
-                            drop(_sent);
-                            self.hub.wait_left(link.generation).await;
+                            self.hub.leave(&link, _sent).await;
                             continue;
                         }
                         Ok(mut result) => {
@@ -730,9 +732,7 @@ impl Front {
                         Err(e) => {
                             tracing::warn!(error = %e, tool = %request.name, "the store's owner went away during a call");
                             link.dead.cancel();
-                            self.hub.retire.send_replace(link.generation);
-                            drop(_sent);
-                            self.hub.wait_left(link.generation).await;
+                            self.hub.leave(&link, _sent).await;
                             if read_only {
                                 continue;
                             }
