@@ -52,7 +52,7 @@ use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
@@ -1058,19 +1058,19 @@ impl Engine {
                 meta.len(),
             ));
         }
-        let bytes = fs::read(&np.abs).map_err(internal)?;
-        let hash = *blake3::hash(&bytes).as_bytes();
         let known_hash = inner.disk.get(&np.rel).map(|(_, h)| *h).or_else(|| {
             inner
                 .ws
                 .notebook(&np.rel)
                 .and_then(|nb| nb.file.as_ref().map(|f| f.after))
         });
-        if known_hash == Some(hash) {
-            inner.disk.insert(np.rel.clone(), (stamp, hash));
-            return Ok(());
-        }
-        let raw = ipynb::parse(&bytes).map_err(|e| invalid_notebook(&np.rel, e))?;
+        let (stamp, hash, raw) = match read_settled(np, stamp, known_hash)? {
+            Settled::Known(stamp, hash) => {
+                inner.disk.insert(np.rel.clone(), (stamp, hash));
+                return Ok(());
+            }
+            Settled::Parsed(stamp, hash, raw) => (stamp, hash, raw),
+        };
         match inner.ws.notebook(&np.rel).cloned() {
             Some(old) => {
                 let changes = notebook::diff_outside(&old, &raw);
@@ -1297,6 +1297,71 @@ pub fn invalid_notebook(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
         err = err.with("column", c);
     }
     err
+}
+
+/// What a settled read of a notebook file found.
+enum Settled {
+    /// The bytes the log already knows.
+    Known(Stamp, Hash),
+    Parsed(Stamp, Hash, ipynb::RawNotebook),
+}
+
+/// A file that fails to parse and was modified this recently may be a save
+/// in progress: Jupyter saves by truncating and rewriting in place, so a
+/// reader can land between the two (§8.8).
+const SETTLE_RECENT: Duration = Duration::from_secs(2);
+/// How long such a file is re-read before the answer says it is being written.
+const SETTLE_WAIT: Duration = Duration::from_millis(500);
+const SETTLE_STEP: Duration = Duration::from_millis(20);
+
+/// Reads and parses `np`'s file (stat `stamp` taken just before). A file
+/// that does not parse but was modified in the last two seconds is read
+/// again until it parses or [`SETTLE_WAIT`] passes.
+fn read_settled(
+    np: &NotebookPath,
+    mut stamp: Stamp,
+    known: Option<Hash>,
+) -> Result<Settled, ToolError> {
+    let deadline = Instant::now() + SETTLE_WAIT;
+    loop {
+        let bytes = fs::read(&np.abs).map_err(internal)?;
+        let hash = *blake3::hash(&bytes).as_bytes();
+        if known == Some(hash) {
+            return Ok(Settled::Known(stamp, hash));
+        }
+        let err = match ipynb::parse(&bytes) {
+            Ok(raw) => return Ok(Settled::Parsed(stamp, hash, raw)),
+            Err(e) => e,
+        };
+        let meta = fs::metadata(&np.abs).map_err(internal)?;
+        let age = meta.modified().ok().map(|m| {
+            SystemTime::now()
+                .duration_since(m)
+                .unwrap_or(Duration::ZERO)
+        });
+        if age.is_none_or(|a| a >= SETTLE_RECENT) {
+            return Err(invalid_notebook(&np.rel, err));
+        }
+        if Instant::now() >= deadline {
+            return Err(being_written(&np.rel, err));
+        }
+        std::thread::sleep(SETTLE_STEP);
+        stamp = Stamp::of(&fs::metadata(&np.abs).map_err(internal)?);
+    }
+}
+
+/// A file still partial after the settle wait: someone is saving it.
+fn being_written(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
+    ToolError::new(
+        "invalid_notebook",
+        format!(
+            "{} is being written by another program and is not complete yet; retry in a moment",
+            quote(path)
+        ),
+    )
+    .with("reason", e.reason)
+    .with("being_written", true)
+    .with("retryable", true)
 }
 
 /// The answer once a flush has failed: the projection may hold events the
