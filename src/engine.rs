@@ -59,7 +59,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ToolError, quote};
 use crate::events::{
-    CLIENT_EXTERNAL, Cell, Change, Event, FileWrite, Hash, OP_EXTERNAL, OP_IMPORT,
+    CLIENT_EXTERNAL, CLIENT_SERVER, Cell, Change, Event, FileWrite, Hash, OP_EXTERNAL, OP_IMPORT,
+    OP_KEEP_WRITE,
 };
 use crate::ipynb;
 use crate::notebook;
@@ -137,6 +138,13 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// Same inode, size and mtime: the same bytes, unless someone wrote
+    /// them back with the mtime forged. (A rename changes ctime, so ctime
+    /// cannot be compared across the swap.)
+    fn same_file_content(&self, other: &Stamp) -> bool {
+        self.ino == other.ino && self.size == other.size && self.mtime_ns == other.mtime_ns
+    }
+
     fn of(m: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
@@ -186,6 +194,10 @@ struct Inner {
     /// Notebooks whose file the staged events must write: path → (file,
     /// index in `staged` of the last event that writes it).
     unwritten: BTreeMap<String, (PathBuf, usize)>,
+    /// For each notebook in `unwritten`, its content before the batch: what
+    /// its file held when the batch checked it. A save that lands after
+    /// that check is merged against it (§8.8).
+    bases: HashMap<String, notebook::Content>,
 }
 
 pub struct Engine {
@@ -449,10 +461,40 @@ impl Engine {
     /// append succeeds, the log is unchanged and the staged events are
     /// dropped.
     fn make_durable(&self, inner: &mut Inner) -> Result<(), ToolError> {
+        let mut late = self.append_and_swap(inner)?;
+        // The answers above are durable whatever happens below: a failure
+        // here only keeps the displaced files aside.
+        for _ in 0..LATE_ROUNDS {
+            if late.is_empty() {
+                return Ok(());
+            }
+            let kept = self.stage_late_saves(inner, late);
+            late = match self.append_and_swap(inner) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "an outside save displaced by a write could not be recorded");
+                    kept.into_iter()
+                        .for_each(|(np, bytes)| keep_aside(&np, &bytes, "displaced"));
+                    return Ok(());
+                }
+            };
+        }
+        for l in late {
+            tracing::warn!(path = %l.np.rel, "outside saves keep landing during writes; the last one is kept aside");
+            keep_aside(&l.np, &l.bytes, "displaced");
+        }
+        Ok(())
+    }
+
+    /// Writes the staged events' files to temp files, appends the events
+    /// (durable), swaps the files in and publishes the head. Returns the
+    /// outside saves the swaps displaced (§8.8).
+    fn append_and_swap(&self, inner: &mut Inner) -> Result<Vec<LateSave>, ToolError> {
         if inner.staged.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let unwritten = std::mem::take(&mut inner.unwritten);
+        let mut bases = std::mem::take(&mut inner.bases);
         let mut temps: Vec<Temp> = Vec::with_capacity(unwritten.len());
         for (rel, (abs, last)) in unwritten {
             let written = match inner.ws.notebook(&rel) {
@@ -464,6 +506,8 @@ impl Engine {
             };
             match written {
                 Ok((tmp, after, cache)) => temps.push(Temp {
+                    expect: inner.disk.get(&rel).copied(),
+                    base: bases.remove(&rel),
                     np: NotebookPath { abs, rel },
                     last,
                     tmp,
@@ -508,13 +552,29 @@ impl Engine {
             return Err(store_error(e));
         }
         inner.staged.clear();
+        crate::pause::point("before_swap");
+        let mut late = Vec::new();
         for t in temps {
+            let written = fs::metadata(&t.tmp).ok().map(|m| Stamp::of(&m));
             // The events are durable; a failed swap is healed at start-up
             // from the event's file record.
-            if let Err(e) = replace(&t.tmp, &t.np.abs) {
-                tracing::error!(path = %t.np.rel, error = %e, "rename after commit failed");
+            match replace(&t.tmp, &t.np.abs) {
+                Ok(Swap::Exchanged) => {
+                    if let Some(bytes) = displaced_save(&t.tmp, t.expect) {
+                        late.push(LateSave {
+                            np: t.np.clone(),
+                            bytes,
+                            base: t.base.clone(),
+                        });
+                    }
+                    let _ = fs::remove_file(&t.tmp);
+                }
+                Ok(Swap::Renamed) => {}
+                Err(e) => {
+                    tracing::error!(path = %t.np.rel, error = %e, "rename after commit failed")
+                }
             }
-            self.mark_disk(inner, &t.np, t.after);
+            self.mark_written(inner, &t.np, t.after, written);
             inner.renders.insert(t.np.rel, t.cache);
         }
         // Only now, after the flush, may a long-poll see them (§8.9).
@@ -524,7 +584,94 @@ impl Engine {
         {
             tracing::warn!(error = %e, "could not write a projection checkpoint");
         }
-        Ok(())
+        Ok(late)
+    }
+
+    /// Stages, for each displaced outside save, its changes on top of the
+    /// state (see [`notebook::merge_late_save`]): an `external_change` with
+    /// the outside version of every cell, then, if both sides changed some
+    /// cells, a `keep_write` by the server setting those back to the write.
+    /// Returns the saves staged, to keep aside if their append fails.
+    fn stage_late_saves(
+        &self,
+        inner: &mut Inner,
+        late: Vec<LateSave>,
+    ) -> Vec<(NotebookPath, Vec<u8>)> {
+        let mut staged = Vec::new();
+        for l in late {
+            let (Some(base), Some(ours)) = (&l.base, inner.ws.notebook(&l.np.rel).cloned()) else {
+                keep_aside(&l.np, &l.bytes, "displaced");
+                continue;
+            };
+            let raw = match ipynb::parse(&l.bytes) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    tracing::warn!(path = %l.np.rel, error = %e, "a displaced outside save does not parse");
+                    keep_aside(&l.np, &l.bytes, "displaced");
+                    continue;
+                }
+            };
+            let Some(merge) = notebook::merge_late_save(base, &ours, &raw) else {
+                continue;
+            };
+            let now = now_ms().max(inner.ws.head_timestamp_ms);
+            let changes = notebook::transform(&ours, &merge.taken_in.0, &merge.taken_in.1, None);
+            let cell_ids = changed_cells(&changes);
+            let overrode: Vec<(String, String)> = cell_ids
+                .iter()
+                .filter_map(|c| ours.lock_at(c, now).map(|lk| (c.clone(), lk.owner.clone())))
+                .collect();
+            let mut event = plain_event(
+                CLIENT_EXTERNAL,
+                OP_EXTERNAL,
+                &l.np,
+                cell_ids,
+                format!(
+                    "outside save to {} during version {}'s write ({} changes)",
+                    l.np.rel,
+                    ours.current_version,
+                    changes.len()
+                ),
+                changes,
+            );
+            event.overrode_locks = overrode;
+            let ext = match self.commit(inner, &l.np, event, now, true, |_, _| Map::new()) {
+                Ok(_) => inner.ws.head,
+                Err(e) => {
+                    tracing::warn!(path = %l.np.rel, error = %e, "could not stage a displaced outside save");
+                    keep_aside(&l.np, &l.bytes, "displaced");
+                    continue;
+                }
+            };
+            if !merge.conflicts.is_empty()
+                && let Some(now_nb) = inner.ws.notebook(&l.np.rel).cloned()
+            {
+                let changes = notebook::transform(
+                    &now_nb,
+                    &merge.merged.0,
+                    &merge.merged.1,
+                    Some((CLIENT_SERVER, now)),
+                );
+                let summary = format!(
+                    "kept version {}'s write to {} over the outside save of version {ext}",
+                    ours.current_version,
+                    plural(merge.conflicts.len(), "cell")
+                );
+                let event = plain_event(
+                    CLIENT_SERVER,
+                    OP_KEEP_WRITE,
+                    &l.np,
+                    merge.conflicts.clone(),
+                    summary,
+                    changes,
+                );
+                if let Err(e) = self.commit(inner, &l.np, event, now, true, |_, _| Map::new()) {
+                    tracing::warn!(path = %l.np.rel, error = %e, "could not stage keep_write");
+                }
+            }
+            staged.push((l.np, l.bytes));
+        }
+        staged
     }
 
     /// Drops every staged event: the projection is rebuilt from the log
@@ -535,6 +682,7 @@ impl Engine {
             let _ = fs::remove_file(temp_path(abs));
         }
         inner.staged.clear();
+        inner.bases.clear();
         inner.renders.clear();
         inner.disk.clear();
         let (ws, _, replayed) = replay(&self.store);
@@ -601,10 +749,33 @@ impl Engine {
         };
         let (file, cache) = render(nb, inner.renders.get(&np.rel));
         let (tmp, hash) = write_temp(&np.abs, &file)?;
-        replace(&tmp, &np.abs).map_err(internal)?;
+        if replace(&tmp, &np.abs).map_err(internal)? == Swap::Exchanged {
+            let _ = fs::remove_file(&tmp);
+        }
         inner.renders.insert(np.rel.clone(), cache);
         self.mark_disk(inner, np, hash);
         Ok(())
+    }
+
+    /// Records the file just swapped in, whose temp file had stat `written`
+    /// before the swap: its stamp is trusted only if it is still that
+    /// inode, size and mtime, so a save landing right after the swap is
+    /// hashed (and taken in) by the next sync rather than missed.
+    fn mark_written(
+        &self,
+        inner: &mut Inner,
+        np: &NotebookPath,
+        hash: Hash,
+        written: Option<Stamp>,
+    ) {
+        match (fs::metadata(&np.abs), written) {
+            (Ok(m), Some(w)) if Stamp::of(&m).same_file_content(&w) => {
+                inner.disk.insert(np.rel.clone(), (Stamp::of(&m), hash));
+            }
+            _ => {
+                inner.disk.remove(&np.rel);
+            }
+        }
     }
 
     fn mark_disk(&self, inner: &mut Inner, np: &NotebookPath, hash: Hash) {
@@ -1000,6 +1171,18 @@ impl Engine {
         event.version = version;
         // Times never decrease along versions (§8.5).
         event.timestamp_ms = timestamp_ms.max(inner.ws.head_timestamp_ms);
+        if write_file {
+            for np in nps {
+                if !inner.unwritten.contains_key(&np.rel)
+                    && let Some(nb) = inner.ws.notebook(&np.rel)
+                {
+                    let cells = nb.cells.iter().map(|c| c.cell.clone()).collect();
+                    inner
+                        .bases
+                        .insert(np.rel.clone(), (nb.header.clone(), cells));
+                }
+            }
+        }
         inner.ws.apply(&event);
         let index = inner.staged.len();
         inner.staged.push(event);
@@ -1250,6 +1433,31 @@ pub fn changed_cells(changes: &[crate::events::Change]) -> Vec<String> {
     ids
 }
 
+/// An event by the server or an outside program, writing no file itself.
+fn plain_event(
+    client: &str,
+    operation: &str,
+    np: &NotebookPath,
+    cell_ids: Vec<String>,
+    summary: String,
+    changes: Vec<crate::events::Change>,
+) -> Event {
+    Event {
+        version: 0,
+        timestamp_ms: 0,
+        client_name: client.to_owned(),
+        operation: operation.to_owned(),
+        paths: vec![np.rel.clone()],
+        cell_ids,
+        overrode_locks: Vec::new(),
+        request_id: None,
+        result: String::new(),
+        summary: summary.chars().take(200).collect(),
+        changes,
+        files: Vec::new(),
+    }
+}
+
 fn outside_event(
     operation: &str,
     np: &NotebookPath,
@@ -1333,6 +1541,9 @@ fn read_settled(
             Ok(raw) => return Ok(Settled::Parsed(stamp, hash, raw)),
             Err(e) => e,
         };
+        if !looks_partial(&bytes) {
+            return Err(invalid_notebook(&np.rel, err));
+        }
         let meta = fs::metadata(&np.abs).map_err(internal)?;
         let age = meta.modified().ok().map(|m| {
             SystemTime::now()
@@ -1350,13 +1561,22 @@ fn read_settled(
     }
 }
 
+/// Whether `bytes` could be a notebook cut short by a save in progress:
+/// empty, or JSON that ends too early. (Valid JSON that is not a notebook,
+/// or a syntax error mid-file, is not waited for.)
+fn looks_partial(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| b.is_ascii_whitespace())
+        || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err_and(|e| e.is_eof())
+}
+
 /// A file still partial after the settle wait: someone is saving it.
 fn being_written(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
     ToolError::new(
         "invalid_notebook",
         format!(
-            "{} is being written by another program and is not complete yet; retry in a moment",
-            quote(path)
+            "{} is being written by another program and is not complete yet ({}); retry in a moment",
+            quote(path),
+            e.reason
         ),
     )
     .with("reason", e.reason)
@@ -1404,6 +1624,10 @@ fn withdraw(answers: &mut [(Slot, Answer, bool)], error: &ToolError) {
 
 /// A notebook's file written for a batch, waiting for the append.
 struct Temp {
+    /// What the file held when the batch checked it (stat and hash).
+    expect: Option<(Stamp, Hash)>,
+    /// The notebook's content then.
+    base: Option<notebook::Content>,
     np: NotebookPath,
     /// Index of the batch's last event that writes this notebook.
     last: usize,
@@ -1477,7 +1701,7 @@ fn render(nb: &NotebookState, cache: Option<&RenderCache>) -> (Rendered, RenderC
 /// data to disk inside the call, which costs milliseconds for a
 /// multi-megabyte notebook; the log, not the file, is what makes a write
 /// durable, and start-up rewrites a file the log is ahead of.
-fn replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
+fn replace(tmp: &Path, target: &Path) -> std::io::Result<Swap> {
     #[cfg(target_os = "linux")]
     {
         use std::ffi::CString;
@@ -1486,7 +1710,7 @@ fn replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
             CString::new(tmp.as_os_str().as_bytes()),
             CString::new(target.as_os_str().as_bytes()),
         ) else {
-            return fs::rename(tmp, target);
+            return fs::rename(tmp, target).map(|_| Swap::Renamed);
         };
         // SAFETY: both are valid NUL-terminated paths that outlive the call.
         let rc = unsafe {
@@ -1499,12 +1723,86 @@ fn replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
             )
         };
         if rc == 0 {
-            let _ = fs::remove_file(tmp);
-            return Ok(());
+            return Ok(Swap::Exchanged);
         }
         // No target yet, or a filesystem without exchange: plain rename.
     }
-    fs::rename(tmp, target)
+    fs::rename(tmp, target).map(|_| Swap::Renamed)
+}
+
+/// How [`replace`] put a file in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swap {
+    /// The names were exchanged: the file that was in place is now under
+    /// the temp name, for the caller to check and remove.
+    Exchanged,
+    /// A plain rename: whatever was in place is gone.
+    Renamed,
+}
+
+/// An outside save the swap displaced: the bytes now under `tmp` when they
+/// are not the file the batch checked (`expect`). A save still being
+/// written in place (through a descriptor opened before the swap) is
+/// given [`SETTLE_WAIT`] to complete.
+fn displaced_save(tmp: &Path, expect: Option<(Stamp, Hash)>) -> Option<Vec<u8>> {
+    let meta = fs::metadata(tmp).ok()?;
+    if let Some((stamp, _)) = expect
+        && Stamp::of(&meta).same_file_content(&stamp)
+    {
+        return None;
+    }
+    let deadline = Instant::now() + SETTLE_WAIT;
+    loop {
+        let bytes = fs::read(tmp).ok()?;
+        if expect.is_some_and(|(_, h)| *blake3::hash(&bytes).as_bytes() == h) {
+            return None;
+        }
+        if ipynb::parse(&bytes).is_ok() || Instant::now() >= deadline {
+            return Some(bytes);
+        }
+        std::thread::sleep(SETTLE_STEP);
+    }
+}
+
+/// A displaced outside save taken in after the write that displaced it.
+struct LateSave {
+    np: NotebookPath,
+    bytes: Vec<u8>,
+    base: Option<notebook::Content>,
+}
+
+/// How many times in a row a batch takes in saves its own swaps displaced
+/// before it keeps the next one aside (an outside writer saving faster
+/// than the server can write would otherwise hold the engine forever).
+const LATE_ROUNDS: usize = 8;
+
+/// Keeps `bytes` (an outside save that could not be taken in) beside the
+/// notebook as a hidden file, so nothing that reached the disk is lost.
+fn keep_aside(np: &NotebookPath, bytes: &[u8], why: &str) {
+    let name = np
+        .abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = np
+        .abs
+        .with_file_name(format!(".{name}.nbledger-{why}-{}", now_ms()));
+    match fs::write(&aside, bytes) {
+        Ok(()) => {
+            tracing::warn!(path = %np.rel, kept = %aside.display(), "an outside save was kept aside")
+        }
+        Err(e) => {
+            tracing::error!(path = %np.rel, error = %e, "an outside save could not be kept aside")
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 pub fn temp_path(abs: &Path) -> PathBuf {
@@ -1919,7 +2217,18 @@ mod tests {
             .into_iter()
             .map(|e| e.operation)
             .collect();
-        assert_eq!(ops, vec!["update_cell", "insert_cell"]);
+        // Not within the batch; after it, the outside edit is a save that
+        // landed between the check and the swap, taken in with the write
+        // kept over it (§8.8).
+        assert_eq!(
+            ops,
+            vec![
+                "update_cell",
+                "insert_cell",
+                "external_change",
+                "keep_write"
+            ]
+        );
         let ws = engine.workspace();
         let sources: Vec<&str> = ws.notebooks["a.ipynb"]
             .cells

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod ipynb;
 pub mod notebook;
 pub mod paths;
+pub mod pause;
 pub mod projections;
 pub mod store;
 pub mod time;
