@@ -60,7 +60,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ToolError, quote};
 use crate::events::{
     CLIENT_EXTERNAL, CLIENT_SERVER, Cell, Change, Event, FileWrite, Hash, OP_EXTERNAL, OP_IMPORT,
-    OP_KEEP_WRITE,
+    OP_KEEP_WRITE, OP_REPAIR_FILE,
 };
 use crate::ipynb;
 use crate::notebook;
@@ -268,8 +268,23 @@ impl Engine {
             answered: Condvar::new(),
             head_tx,
         };
-        engine.reconcile_all();
+        let unclean = engine.store.begin_session()?;
+        engine.reconcile_all(unclean);
         Ok(engine)
+    }
+
+    /// A clean stop: leaves a checkpoint, so the next start replays
+    /// nothing, and marks the session ended, so the next start does not
+    /// look for files a power loss damaged.
+    pub fn stop(&self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "could not write a checkpoint at shutdown");
+        }
+        if !self.store.failed()
+            && let Err(e) = self.store.end_session()
+        {
+            tracing::warn!(error = %e, "could not mark the clean stop");
+        }
     }
 
     /// Writes a projection checkpoint at the current head.
@@ -473,8 +488,9 @@ impl Engine {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(error = %e, "an outside save displaced by a write could not be recorded");
-                    kept.into_iter()
-                        .for_each(|(np, bytes)| keep_aside(&np, &bytes, "displaced"));
+                    for (np, bytes) in kept {
+                        keep_aside(&np, &bytes, "displaced");
+                    }
                     return Ok(());
                 }
             };
@@ -695,9 +711,10 @@ impl Engine {
         inner.ws = ws;
     }
 
-    /// Finishes writes a crash interrupted and takes in outside changes
-    /// made while no server ran (§8.8).
-    fn reconcile_all(&self) {
+    /// Finishes writes a crash interrupted, repairs files a power loss
+    /// damaged (after an `unclean` stop) and takes in outside changes made
+    /// while no server ran (§8.8).
+    fn reconcile_all(&self, unclean: bool) {
         let reconciled = self.locked(|inner| {
             let paths: Vec<String> = inner.ws.notebooks.keys().cloned().collect();
             for rel in paths {
@@ -722,6 +739,12 @@ impl Engine {
                             }
                             continue;
                         }
+                        if unclean && let Some(damage) = self.damage(inner, &np, &bytes, hash) {
+                            if let Err(e) = self.repair(inner, &np, &bytes, damage) {
+                                tracing::warn!(path = %rel, error = %e, "could not repair a damaged notebook");
+                            }
+                            continue;
+                        }
                         if let Err(e) = self.sync(inner, &np) {
                             tracing::warn!(path = %rel, error = %e, "notebook on disk could not be taken in");
                         }
@@ -740,6 +763,76 @@ impl Engine {
         if let Err(e) = reconciled {
             tracing::warn!(error = %e, "outside changes could not be recorded");
         }
+    }
+
+    /// How a file the log wrote was damaged by a power loss, if it was.
+    fn damage(
+        &self,
+        inner: &Inner,
+        np: &NotebookPath,
+        bytes: &[u8],
+        hash: Hash,
+    ) -> Option<notebook::repair::Damage> {
+        let nb = inner.ws.notebook(&np.rel)?;
+        let latest = notebook::render_file(nb);
+        let older = || -> Option<u64> {
+            let versions = self.store.notebook_versions(&np.rel, 0, usize::MAX).ok()?;
+            versions.into_iter().rev().find(|&v| {
+                self.store.get(v).ok().flatten().is_some_and(|r| {
+                    r.event
+                        .files
+                        .iter()
+                        .any(|f| f.path == np.rel && f.written && f.after == hash)
+                })
+            })
+        };
+        notebook::repair::classify(bytes, &latest, None)
+            .or_else(|| notebook::repair::classify(bytes, &latest, older()))
+    }
+
+    /// Rewrites a damaged file from the log, recording the repair as a
+    /// `repair_file` event by the server (§8.8).
+    fn repair(
+        &self,
+        inner: &mut Inner,
+        np: &NotebookPath,
+        bytes: &[u8],
+        damage: notebook::repair::Damage,
+    ) -> Result<(), ToolError> {
+        let aside = if damage.keep_aside() {
+            Some(keep_aside(np, bytes, "damaged").ok_or_else(|| {
+                internal("the damaged file could not be kept aside, so it was left as it is")
+            })?)
+        } else {
+            None
+        };
+        let meta = fs::metadata(&np.abs).map_err(internal)?;
+        inner.disk.insert(
+            np.rel.clone(),
+            (Stamp::of(&meta), *blake3::hash(bytes).as_bytes()),
+        );
+        let mut summary = format!(
+            "repaired {} from the log after an unclean stop (the file was {})",
+            np.rel,
+            damage.describe()
+        );
+        if let Some(name) = aside.as_ref().and_then(|p| p.file_name()) {
+            summary.push_str(&format!(
+                "; its bytes are kept in {}",
+                name.to_string_lossy()
+            ));
+        }
+        let event = plain_event(
+            CLIENT_SERVER,
+            OP_REPAIR_FILE,
+            np,
+            Vec::new(),
+            summary,
+            Vec::new(),
+        );
+        tracing::warn!(path = %np.rel, damage = %damage.describe(), "repairing a notebook file from the log");
+        self.commit(inner, np, event, now_ms(), true, |_, _| Map::new())?;
+        Ok(())
     }
 
     /// Writes a notebook's file from its durable state (no event).
@@ -1412,11 +1505,8 @@ pub(crate) fn load_checkpoint(store: &Store) -> Option<Checkpoint> {
 }
 
 impl Drop for Engine {
-    /// A clean stop leaves a checkpoint, so the next start replays nothing.
     fn drop(&mut self) {
-        if let Err(e) = self.checkpoint() {
-            tracing::warn!(error = %e, "could not write a checkpoint at shutdown");
-        }
+        self.stop();
     }
 }
 
@@ -1571,17 +1661,15 @@ fn looks_partial(bytes: &[u8]) -> bool {
 
 /// A file still partial after the settle wait: someone is saving it.
 fn being_written(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
-    ToolError::new(
-        "invalid_notebook",
-        format!(
-            "{} is being written by another program and is not complete yet ({}); retry in a moment",
-            quote(path),
-            e.reason
-        ),
-    )
-    .with("reason", e.reason)
-    .with("being_written", true)
-    .with("retryable", true)
+    let reason = e.reason.clone();
+    let mut err = invalid_notebook(path, e)
+        .with("being_written", true)
+        .with("retryable", true);
+    err.message = format!(
+        "{} is being written by another program and is not complete yet ({reason}); retry in a moment",
+        quote(path)
+    );
+    err
 }
 
 /// The answer once a flush has failed: the projection may hold events the
@@ -1778,7 +1866,7 @@ const LATE_ROUNDS: usize = 8;
 
 /// Keeps `bytes` (an outside save that could not be taken in) beside the
 /// notebook as a hidden file, so nothing that reached the disk is lost.
-fn keep_aside(np: &NotebookPath, bytes: &[u8], why: &str) {
+fn keep_aside(np: &NotebookPath, bytes: &[u8], why: &str) -> Option<PathBuf> {
     let name = np
         .abs
         .file_name()
@@ -1789,10 +1877,12 @@ fn keep_aside(np: &NotebookPath, bytes: &[u8], why: &str) {
         .with_file_name(format!(".{name}.nbledger-{why}-{}", now_ms()));
     match fs::write(&aside, bytes) {
         Ok(()) => {
-            tracing::warn!(path = %np.rel, kept = %aside.display(), "an outside save was kept aside")
+            tracing::warn!(path = %np.rel, kept = %aside.display(), "file content kept aside");
+            Some(aside)
         }
         Err(e) => {
-            tracing::error!(path = %np.rel, error = %e, "an outside save could not be kept aside")
+            tracing::error!(path = %np.rel, error = %e, "file content could not be kept aside");
+            None
         }
     }
 }

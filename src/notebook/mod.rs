@@ -12,6 +12,7 @@ use crate::ipynb::{self, RawCell, RawNotebook};
 use crate::projections::NotebookState;
 
 mod merge;
+pub mod repair;
 pub use merge::{Content, LateSave, merge_late_save};
 
 /// Source of fresh cell ids: 8 lowercase hex characters (§8.3).
