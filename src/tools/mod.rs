@@ -11,6 +11,7 @@ pub mod locks;
 pub mod read;
 pub mod snapshots;
 pub mod transfer;
+mod walk;
 
 use std::sync::Arc;
 
