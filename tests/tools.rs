@@ -666,3 +666,48 @@ async fn reads_page_large_outputs_and_omit_images() {
     assert_eq!(s["matches"][0]["output_index"], 1);
     c.cancel().await.unwrap();
 }
+
+/// §8.8: a file written with cell ids says nbformat_minor ≥ 5. The raise is
+/// in the log (the insert's own event), so a restart replays the same
+/// header, finds the file as the log wrote it, and `verify` agrees.
+#[tokio::test]
+async fn an_empty_old_notebook_that_gains_a_cell_is_written_as_4_5() {
+    let dir = tmp();
+    std::fs::write(
+        dir.path().join("old.ipynb"),
+        r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 0}"#,
+    )
+    .unwrap();
+    let c = connect(dir.path(), "agent-a").await;
+    let ins = call(
+        &c,
+        "insert_cell",
+        json!({"path": "old.ipynb", "source": "x"}),
+    )
+    .await
+    .ok();
+    let file = file_json(dir.path(), "old.ipynb");
+    assert_eq!(file["nbformat_minor"], 5, "{file}");
+    assert_eq!(file["cells"][0]["id"], ins["cell_id"]);
+    c.cancel().await.unwrap();
+
+    let c = connect(dir.path(), "agent-a").await;
+    let r = call(&c, "get_notebook_content", json!({"path": "old.ipynb"}))
+        .await
+        .ok();
+    assert_eq!(
+        r["current_version"], ins["version"],
+        "no outside change seen"
+    );
+    c.cancel().await.unwrap();
+    let verify = std::process::Command::new(common::bin())
+        .args(["verify", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -167,18 +167,19 @@ class Tools:
     async def list_tools(self):
         return await self.peer.list_tools()
 
-    async def raw(self, name: str, **arguments: Any) -> CallToolResult:
+    # Positional-only: a tool's own `name` argument (snapshots) must not clash.
+    async def raw(self, name: str, /, **arguments: Any) -> CallToolResult:
         # A JSON-RPC error would raise MCPError here: tool refusals must not.
         return await self.peer.call_tool(name, arguments)
 
-    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
+    async def ok(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         res = await self.raw(name, **arguments)
         if res.is_error:
             raise ToolError(f"{name}({arguments!r}) failed: {res.structured_content!r}")
         check_text_mirrors_structured(res)
         return res.structured_content
 
-    async def err(self, name: str, **arguments: Any) -> dict[str, Any]:
+    async def err(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         res = await self.raw(name, **arguments)
         assert res.is_error is True, f"{name}({arguments!r}) should have failed, got {res.structured_content!r}"
         check_text_mirrors_structured(res)
