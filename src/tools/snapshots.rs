@@ -502,9 +502,9 @@ pub fn restore_snapshot(
                     summary: String::new(),
                     changes: Vec::new(),
                     cell_ids: Vec::new(),
-                    result: Box::new(|_, nb| {
-                        to_map(&json!({"backup_snapshot": null, "cell_count": nb.cells.len()}))
-                    }),
+                    // No backup was taken: the field is left out (its
+                    // schema says string, so null would break it).
+                    result: Box::new(|_, nb| to_map(&json!({"cell_count": nb.cells.len()}))),
                 });
             }
             let backup = format!("{RESERVED}{}", nb.current_version);
