@@ -141,9 +141,14 @@ async fn output_schemas(client: &Client) -> Result<Schemas, rmcp::ServiceError> 
                 .unwrap_or_else(|| panic!("{} declares no outputSchema", tool.name)))
             .clone(),
         );
-        let validator = jsonschema::draft202012::new(&schema).unwrap_or_else(|e| {
+        jsonschema::draft202012::new(&schema).unwrap_or_else(|e| {
             panic!("{}: outputSchema is not valid JSON Schema: {e}", tool.name)
         });
+        // Stricter than the schema itself: a top-level field the schema does
+        // not declare is one the agent was never told about.
+        let mut strict = schema;
+        strict["additionalProperties"] = Value::Bool(false);
+        let validator = jsonschema::draft202012::new(&strict).expect("still valid");
         compiled.insert(tool.name.to_string(), validator);
     }
     let compiled = Arc::new(compiled);
