@@ -383,7 +383,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::events::CellType;
+    use crate::events::{Cell, CellType, Change, Event};
 
     fn ev(version: u64, op: &str, changes: Vec<Change>) -> Event {
         Event {

@@ -2,8 +2,10 @@
 //! stdio with the rmcp client, as an agent would.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
@@ -81,12 +83,14 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> Outcome {
         .unwrap_or_else(|e| panic!("{tool}: JSON-RPC failure instead of a tool result: {e}"))
 }
 
-/// A call whose transport may fail (the server was killed).
+/// A call whose transport may fail (the server was killed). Every result,
+/// success or refusal, must match the tool's declared `outputSchema`.
 pub async fn try_call(
     client: &Client,
     tool: &str,
     args: Value,
 ) -> Result<Outcome, rmcp::ServiceError> {
+    let schemas = output_schemas(client).await?;
     let args = args.as_object().cloned().unwrap_or_default();
     let result = client
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
@@ -97,11 +101,59 @@ pub async fn try_call(
         .and_then(|c| c.as_text())
         .map(|t| t.text.clone())
         .unwrap_or_default();
+    let value = result.structured_content.unwrap_or(Value::Null);
+    let schema = schemas
+        .get(tool)
+        .unwrap_or_else(|| panic!("{tool} answered but tools/list has no outputSchema for it"));
+    let faults: Vec<String> = schema
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        faults.is_empty(),
+        "{tool}: structuredContent does not match its outputSchema: {}\nstructuredContent: {value}",
+        faults.join("; ")
+    );
     Ok(Outcome {
         is_error: result.is_error == Some(true),
-        value: result.structured_content.unwrap_or(Value::Null),
+        value,
         text,
     })
+}
+
+type Schemas = Arc<HashMap<String, jsonschema::Validator>>;
+
+/// The compiled output schemas of the tools `client` was offered, listed
+/// once per client. Clients are keyed by address: one dropped and another
+/// made in its place talk to the same binary, whose schemas are the same.
+async fn output_schemas(client: &Client) -> Result<Schemas, rmcp::ServiceError> {
+    static CACHE: OnceLock<Mutex<HashMap<usize, Schemas>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = client as *const Client as usize;
+    if let Some(s) = cache.lock().unwrap().get(&key) {
+        return Ok(s.clone());
+    }
+    let mut compiled = HashMap::new();
+    for tool in client.list_all_tools().await? {
+        let schema = Value::Object(
+            (*tool
+                .output_schema
+                .unwrap_or_else(|| panic!("{} declares no outputSchema", tool.name)))
+            .clone(),
+        );
+        jsonschema::draft202012::new(&schema).unwrap_or_else(|e| {
+            panic!("{}: outputSchema is not valid JSON Schema: {e}", tool.name)
+        });
+        // Stricter than the schema itself: a top-level field the schema does
+        // not declare is one the agent was never told about.
+        let mut strict = schema;
+        strict["additionalProperties"] = Value::Bool(false);
+        let validator = jsonschema::draft202012::new(&strict).expect("still valid");
+        compiled.insert(tool.name.to_string(), validator);
+    }
+    let compiled = Arc::new(compiled);
+    cache.lock().unwrap().insert(key, compiled.clone());
+    Ok(compiled)
 }
 
 /// Creates `path` with code cells of the given sources; returns the ids.
