@@ -15,12 +15,14 @@
 //! lock itself; whoever gets it replays the log (every returned write was
 //! flushed, so none is lost), removes the stale socket and listens.
 //!
-//! A forwarded read whose owner dies is retried on the next owner. A
-//! forwarded write whose owner dies may or may not have committed: it
-//! answers `unavailable` with `retryable: true, outcome: "unknown"`, and a
-//! retry with the same `request_id` is safe. An owner that stops cleanly
-//! first finishes its in-flight calls and refuses new ones with a handover
-//! answer (nothing applied) that attached processes retry on their own.
+//! The owner's answer is passed through as it is, a protocol-level refusal
+//! (an unknown tool) included. A forwarded read whose owner dies is
+//! retried on the next owner. A forwarded write whose owner dies may or
+//! may not have committed: it answers `unavailable` with `retryable: true,
+//! outcome: "unknown"`, and a retry with the same `request_id` is safe. An
+//! owner that stops cleanly first finishes its in-flight calls and refuses
+//! new ones with a handover answer (nothing applied) that attached
+//! processes retry on their own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -711,8 +713,8 @@ impl Front {
                     );
                     let _sent = link.in_flight.enter();
                     let answer = tokio::select! {
-                        a = link.peer.call_tool(forwarded) => a.map_err(|e| e.to_string()),
-                        _ = link.dead.cancelled() => Err("the link to the owner is closed".into()),
+                        a = link.peer.call_tool(forwarded) => a,
+                        _ = link.dead.cancelled() => Err(rmcp::ServiceError::TransportClosed),
                         _ = context.ct.cancelled() => {
                             return Ok(complete(unavailable("cancelled", None)));
                         }
@@ -729,6 +731,10 @@ impl Front {
                             result.result_type = Some(rmcp::model::ResultType::COMPLETE);
                             return Ok(complete(result));
                         }
+                        // The owner is alive and refused the call at the
+                        // protocol level (an unknown tool, malformed
+                        // params): that is its answer to our caller.
+                        Err(rmcp::ServiceError::McpError(refusal)) => return Err(refusal),
                         Err(e) => {
                             tracing::warn!(error = %e, tool = %request.name, "the store's owner went away during a call");
                             link.dead.cancel();

@@ -505,3 +505,38 @@ async fn sigterm_on_the_owner_finishes_its_calls_and_hands_over_without_errors()
     let polled = poll.await.unwrap();
     assert!(!polled.is_error, "{}", polled.value);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tool_through_an_attached_process_gets_the_owners_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let owner = connect(root, "owner").await;
+    common::create(&owner, "n.ipynb", &["x = 1"]).await;
+    let attached = connect(root, "attached").await;
+    let direct = try_call(&owner, "no_such_tool", json!({"path": "n.ipynb"}))
+        .await
+        .expect_err("the owner refuses an unknown tool at the protocol level");
+    let forwarded = try_call(&attached, "no_such_tool", json!({"path": "n.ipynb"}))
+        .await
+        .expect_err("the same refusal through the attached process, not a tool result");
+    let (rmcp::ServiceError::McpError(direct), rmcp::ServiceError::McpError(forwarded)) =
+        (&direct, &forwarded)
+    else {
+        panic!("JSON-RPC errors expected: {direct:?} / {forwarded:?}");
+    };
+    assert_eq!(forwarded.code, direct.code);
+    assert_eq!(forwarded.message, direct.message);
+    // Nothing was taken for a dead owner: the attached process goes on.
+    let r = call(
+        &attached,
+        "insert_cell",
+        json!({"path": "n.ipynb", "source": "y = 2"}),
+    )
+    .await
+    .ok();
+    assert_eq!(r["version"], json!(2));
+    assert!(
+        root.join(".nbledger").join(nbledger::hub::SOCKET).exists(),
+        "the owner still owns the store"
+    );
+}
