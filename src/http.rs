@@ -3,9 +3,10 @@
 //! The same `NotebookServer` as on stdio, mounted with rmcp's streamable
 //! HTTP service. Around it: a bearer token (required off loopback; when set,
 //! on every request, compared in constant time, never logged), rmcp's Host
-//! and Origin checks kept on, and a cap on concurrent requests. Identity and
-//! locks never depend on the connection: both protocol eras (2026-07-28
-//! stateless and 2025-11-25 sessions) reach the same engine.
+//! and Origin checks kept on (the server's own origins and `--allowed-origin`
+//! pass, any other Origin is 403), and a cap on concurrent requests.
+//! Identity and locks never depend on the connection: both protocol eras
+//! (2026-07-28 stateless and 2025-11-25 sessions) reach the same engine.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -49,6 +50,34 @@ pub fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
+/// The server's own origins: `http://` + each allowed Host's name with the
+/// port the server listens on (§8.11), never another port.
+fn own_origins(hosts: &[String], port: u16) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| {
+            let name = host_name(h);
+            if name.contains(':') {
+                format!("http://[{name}]:{port}")
+            } else {
+                format!("http://{name}:{port}")
+            }
+        })
+        .collect()
+}
+
+/// The name part of a Host value: `[::1]:80` → `::1`, `a.lan:80` → `a.lan`,
+/// a bare IPv6 address as it is.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.split_once(':') {
+        Some((name, port)) if !port.contains(':') => name,
+        _ => host,
+    }
+}
+
 /// Equal without leaking where they differ: compare digests byte by byte.
 fn same_secret(a: &str, b: &str) -> bool {
     let (x, y) = (blake3::hash(a.as_bytes()), blake3::hash(b.as_bytes()));
@@ -88,10 +117,14 @@ pub async fn serve(
         hosts.push(bound.ip().to_string());
     }
     hosts.extend(opts.allowed_hosts);
-    // Browsers may only call in from origins named explicitly.
+    // A browser may call in from a page of this server itself, or from an
+    // origin named explicitly; any other is a cross-site request (a DNS
+    // rebinding page keeps its own origin even when its Host is ours).
+    let mut origins = own_origins(&hosts, bound.port());
+    origins.extend(opts.allowed_origins);
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
-        .with_allowed_origins(opts.allowed_origins)
+        .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
     let service = StreamableHttpService::new(
@@ -159,6 +192,23 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_addr("nope").is_err());
+    }
+
+    #[test]
+    fn own_origins_are_each_allowed_host_on_the_servers_port() {
+        let hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "a.lan:8080", "[fe80::1]:9"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            own_origins(&hosts, 8765),
+            [
+                "http://localhost:8765",
+                "http://127.0.0.1:8765",
+                "http://[::1]:8765",
+                "http://a.lan:8765",
+                "http://[fe80::1]:8765",
+            ]
+        );
     }
 
     #[test]

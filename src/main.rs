@@ -50,7 +50,7 @@ struct HttpArgs {
     /// Another Host header value to accept (besides localhost names and the bound address).
     #[arg(long, value_name = "HOST", requires = "http")]
     allowed_host: Vec<String>,
-    /// A browser Origin allowed to call in (e.g. https://app.example.com:443); none by default.
+    /// Another browser Origin allowed to call in (e.g. https://app.example.com:443); the server's own (http://HOST:PORT for each allowed Host) always is.
     #[arg(long, value_name = "ORIGIN", requires = "http")]
     allowed_origin: Vec<String>,
 }
