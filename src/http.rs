@@ -4,7 +4,9 @@
 //! HTTP service. Around it: a bearer token (required off loopback; when set,
 //! on every request, compared in constant time, never logged), rmcp's Host
 //! and Origin checks kept on (the server's own origins and `--allowed-origin`
-//! pass, any other Origin is 403), and a cap on concurrent requests.
+//! pass, any other Origin is 403), a body limit of one MCP message (16 MiB,
+//! as on stdio; a larger body gets 413 with the reason), and a cap on
+//! concurrent requests.
 //! Identity and locks never depend on the connection: both protocol eras
 //! (2026-07-28 stateless and 2025-11-25 sessions) reach the same engine.
 
@@ -22,9 +24,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Front;
+use crate::lines::MESSAGE_LIMIT;
 
 /// Requests served at once; past it, callers get 503 and retry.
 const MAX_CONCURRENT: usize = 256;
+
+/// A body over the message limit is still read to its end, up to this
+/// much, before the 413: a server that answers and closes while the client
+/// is still sending resets the connection, and the reset can swallow the
+/// answer.
+const DRAIN_LIMIT: u64 = 256 << 20;
 
 pub struct HttpOptions {
     /// `HOST:PORT`, or `PORT` meaning 127.0.0.1.
@@ -88,6 +97,31 @@ fn same_secret(a: &str, b: &str) -> bool {
         == 0
 }
 
+/// The 413 for a body over [`MESSAGE_LIMIT`] (§8.12).
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body over {MESSAGE_LIMIT} bytes (16 MiB), the limit of one MCP message; nothing was done: send less at once (a cell source is at most 1 MiB; split a large batch over several calls)\n"
+        ),
+    )
+        .into_response()
+}
+
+/// Reads and drops the body, up to [`DRAIN_LIMIT`] bytes.
+async fn drain(mut body: axum::body::Body) {
+    use axum::body::HttpBody;
+    let mut read = 0u64;
+    while read <= DRAIN_LIMIT {
+        match std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
 fn unauthorized() -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
     r.headers_mut()
@@ -126,6 +160,7 @@ pub async fn serve(
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
+        .with_max_request_body_bytes(MESSAGE_LIMIT)
         .with_cancellation_token(shutdown.child_token());
     let service = StreamableHttpService::new(
         move || Ok(front.clone()),
@@ -149,6 +184,15 @@ pub async fn serve(
                     return unauthorized();
                 }
             }
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MESSAGE_LIMIT as u64) {
+                drain(req.into_body()).await;
+                return too_large();
+            }
             let Ok(_slot) = slots.try_acquire_owned() else {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -156,7 +200,13 @@ pub async fn serve(
                 )
                     .into_response();
             };
-            next.run(req).await
+            let response = next.run(req).await;
+            // A body without a length is measured by rmcp as it streams in;
+            // its 413 gets the same reason and advice.
+            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                return too_large();
+            }
+            response
         }
     });
     let app = axum::Router::new()

@@ -9,6 +9,10 @@
 //! caller's declared client name in `_meta`. So there is one engine, one
 //! version sequence and one place where long-polls wake.
 //!
+//! The link carries MCP through [`crate::lines`], whose limit is larger
+//! than the front door's, so any call a process took can be forwarded, and
+//! an answer too large for the link still ends its call (with an error).
+//!
 //! A supervisor task per process keeps it owner or attached. When the link
 //! to the owner drops (the owner exited or was killed), the attached
 //! process tries the socket again and, finding no one, takes the store's
@@ -45,6 +49,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::error::ToolError;
+use crate::lines::{self, LINK_LIMIT};
 use crate::store::{Store, StoreError};
 use crate::tools::{NotebookServer, common};
 
@@ -478,7 +483,8 @@ async fn attach(hub: &Hub) -> anyhow::Result<Option<(AttachedService, u64)>> {
         generation,
         retire: hub.retire.clone(),
     };
-    match client.serve(stream).await {
+    let (read, write) = stream.into_split();
+    match client.serve(lines::client(read, write, LINK_LIMIT)).await {
         Ok(service) => Ok(Some((service, generation))),
         Err(_) => Ok(None),
     }
@@ -591,7 +597,9 @@ async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Res
         return tokio::task::spawn_blocking(move || send_dump(engine.store(), &mut out)).await?;
     }
     let front = Front::new(hub.clone(), true);
-    let service = front.serve(stream.into_inner()).await?;
+    let (read, write) = stream.into_inner().into_split();
+    let link = lines::server(read, write, LINK_LIMIT, "an attached process's socket");
+    let service = front.serve(link).await?;
     let cancel = service.cancellation_token();
     let peer = service.peer().clone();
     let mut ended = tokio::spawn(async move {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod http;
 pub mod hub;
 pub mod ipynb;
+pub mod lines;
 pub mod notebook;
 pub mod paths;
 pub mod projections;

@@ -8,6 +8,7 @@ use rmcp::ServiceExt;
 
 use nbledger::audit::{self, Audit, AuditError, text::Paint};
 use nbledger::hub::{Front, Hub};
+use nbledger::lines::MESSAGE_LIMIT;
 
 #[derive(Parser)]
 #[command(
@@ -335,7 +336,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 served?;
                 return Ok(exit_code(&hub));
             }
-            let service = front.serve(rmcp::transport::stdio()).await?;
+            // rmcp alone would drop a line over its limit and leave the
+            // client waiting: the guard answers it instead (§8.12).
+            let (stdin, stdout) = rmcp::transport::stdio();
+            let link = nbledger::lines::server(stdin, stdout, MESSAGE_LIMIT, "stdin");
+            let service = front.serve(link).await?;
             let cancel = service.cancellation_token();
             let fatal = hub.fatal();
             tokio::spawn(async move {

@@ -59,6 +59,7 @@ fn raw(url: &str, post: bool, headers: &[(&str, &str)]) -> String {
 struct Exchange {
     status: u16,
     head: String,
+    body: String,
     message: Option<serde_json::Value>,
 }
 
@@ -75,7 +76,9 @@ fn exchange(url: &str, headers: &[(&str, &str)], body: &str) -> Exchange {
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
+    // A server that answers before reading the whole body may close on
+    // the rest: what it answered is what the test looks at.
+    let _ = s.write_all(body.as_bytes());
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -120,6 +123,7 @@ fn parse_reply(raw: &[u8]) -> Option<Exchange> {
     Some(Exchange {
         status,
         head,
+        body: text.into_owned(),
         message,
     })
 }
@@ -293,6 +297,48 @@ fn a_rebinding_host_or_a_foreign_origin_is_refused_in_both_eras() {
         );
     }
     assert!(!dir.path().join("pwned.ipynb").exists());
+    server.kill().unwrap();
+    let _ = server.wait();
+}
+
+/// §8.12 over HTTP: a body over the 16 MiB message limit gets 413 with a
+/// reason and what to do, never silence; one under it is served, however
+/// much over rmcp's own 4 MiB default (its tool then judges its content).
+#[test]
+fn a_body_over_the_message_limit_gets_413_and_one_under_it_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start(dir.path(), None);
+    let host = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let create = |source: String| {
+        modern(
+            1,
+            "tools/call",
+            json!({"name": "create_notebook",
+                   "arguments": {"path": "big.ipynb", "cells": [{"source": source}]}}),
+        )
+    };
+    let mut with = vec![("host", host.as_str())];
+    with.extend(modern_headers("tools/call", Some("create_notebook")));
+    let served = exchange(&url, &with, &create("s".repeat(5 << 20)));
+    assert_eq!(served.status, 200, "{}", served.head);
+    let message = served.message.expect("a tools/call result");
+    assert_eq!(
+        message["result"]["structuredContent"]["error"]["code"], "too_large",
+        "the tool's own limit on a cell source"
+    );
+    let refused = exchange(&url, &with, &create("s".repeat(17 << 20)));
+    assert_eq!(refused.status, 413, "{}", refused.head);
+    assert!(
+        refused.body.contains("16777216") && refused.body.contains("split"),
+        "{}",
+        refused.body
+    );
+    assert!(!dir.path().join("big.ipynb").exists());
+    // The server goes on.
+    modern_calls_work(&url, &host, &format!("http://{host}"));
     server.kill().unwrap();
     let _ = server.wait();
 }
