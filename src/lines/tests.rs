@@ -323,3 +323,55 @@ async fn a_server_link_answers_an_oversized_request_between_rmcps_lines() {
         "too_large"
     );
 }
+
+/// The attached side of the link, with rmcp's client on it: an answer over
+/// the limit from the owner ends the call with an error, never silence.
+#[tokio::test]
+async fn an_answer_too_large_for_the_link_ends_its_call_with_an_error() {
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let owner = tokio::spawn(async move {
+        let (r, mut w) = tokio::io::split(theirs);
+        let mut lines = BufReader::new(r).lines();
+        let mut next = async || -> Value {
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap()
+        };
+        let init = next().await;
+        let hello = json!({"jsonrpc": "2.0", "id": init["id"], "result": {
+            "protocolVersion": init["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "owner", "version": "1"}}});
+        w.write_all(&line_of(&hello)).await.unwrap();
+        let _initialized = next().await;
+        let call = next().await;
+        assert_eq!(call["method"], "tools/call");
+        let huge = json!({"jsonrpc": "2.0", "id": call["id"], "result": {
+            "content": [{"type": "text", "text": "r".repeat(5000)}]}});
+        w.write_all(&line_of(&huge)).await.unwrap();
+        // Still there: the call must end without the link closing.
+        let _ = lines.next_line().await;
+    });
+    let (r, w) = tokio::io::split(ours);
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("attached", "1"),
+    )
+    .serve(client(r, w, 1024))
+    .await
+    .unwrap();
+    let err = client
+        .call_tool(CallToolRequestParams::new("get_notebook_content"))
+        .await
+        .unwrap_err();
+    let rmcp::ServiceError::McpError(e) = err else {
+        panic!("a JSON-RPC error for the call: {err:?}");
+    };
+    assert!(
+        e.message.contains("the store's owner answered with"),
+        "{}",
+        e.message
+    );
+    client.cancel().await.unwrap();
+    owner.await.unwrap();
+}
