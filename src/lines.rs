@@ -260,7 +260,8 @@ pub enum Verdict {
 
 type Judge = Box<dyn FnMut(Oversized) -> Verdict + Send>;
 
-/// Keeps `judge`'s buffers from holding on to a 16 MiB line's memory.
+/// A buffer past this size is freed once emptied, so that one long line
+/// does not keep its memory for the rest of the session.
 const KEEP_CAPACITY: usize = 1 << 20;
 
 /// An `AsyncRead` of whole lines no longer than `limit` bytes (newline not
