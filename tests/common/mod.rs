@@ -298,3 +298,133 @@ pub async fn connect_child(root: &Path, name: &str) -> (Client, tokio::process::
     let client = config.serve((stdout, stdin)).await.expect("handshake");
     (client, child)
 }
+
+/// A server spoken to in raw JSON-RPC lines over stdio, as a client that
+/// writes its own bytes would: for messages no MCP library would send.
+pub struct RawStdio {
+    pub child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<Option<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// How long a test waits for a line before calling it a hang (the failure
+/// this harness exists to catch); never reached by a passing test.
+const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl RawStdio {
+    /// `nbledger serve --root root`, initialized as client `name`.
+    pub fn start(root: &Path, name: &str) -> RawStdio {
+        let mut child = std::process::Command::new(bin())
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nbledger");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(n) if n > 0 => {
+                        if tx.send(Some(line)).is_err() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                }
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stderr(),
+                        format!("{line}\n").as_bytes(),
+                    );
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let stdin = child.stdin.take();
+        let mut raw = RawStdio {
+            child,
+            stdin,
+            lines,
+            stderr: Some(stderr),
+        };
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": name, "version": "1"}}});
+        raw.send(&init.to_string());
+        let answer = raw.recv().expect("an initialize answer");
+        assert_eq!(answer["id"], 0, "{answer}");
+        raw.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        raw
+    }
+
+    /// Writes `line` and a newline; `false` if the server stopped reading.
+    pub fn send(&mut self, line: &str) -> bool {
+        self.send_bytes(line.as_bytes())
+    }
+
+    pub fn send_bytes(&mut self, line: &[u8]) -> bool {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line).is_ok() && stdin.write_all(b"\n").is_ok() && stdin.flush().is_ok()
+    }
+
+    /// The next message the server writes; `None` at end of output.
+    /// Panics when nothing comes at all: the client would wait forever.
+    pub fn recv(&self) -> Option<Value> {
+        match self.lines.recv_timeout(HANG) {
+            Ok(Some(line)) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not one JSON message per line ({e}): {line:.200}")),
+            ),
+            Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the server neither answered nor closed: the client would wait forever")
+            }
+        }
+    }
+
+    /// A tool call; returns the whole JSON-RPC answer for `id`.
+    pub fn call(&mut self, id: u64, tool: &str, args: Value) -> Value {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}});
+        assert!(self.send(&req.to_string()), "the server stopped reading");
+        let answer = self.recv().expect("an answer, not the end of output");
+        assert_eq!(answer["id"], id, "{answer}");
+        answer
+    }
+
+    /// Closes stdin, waits for the process to exit; its status and all it
+    /// wrote on stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for RawStdio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
