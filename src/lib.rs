@@ -9,6 +9,7 @@ pub mod events;
 pub mod http;
 pub mod hub;
 pub mod ipynb;
+pub mod kernels;
 pub mod notebook;
 pub mod paths;
 pub mod projections;
