@@ -289,14 +289,16 @@ impl Outputs {
                 text: StreamText::default(),
             }),
         };
-        let over = self.total + chunk.len() > self.limits.cap;
         let limits = self.limits;
+        let others = self.total - self.sizes[index];
         if let Slot::Stream { text, .. } = &mut self.slots[index] {
-            if over && !text.capped {
+            text.append(chunk, &limits);
+            // Capped after appending, so a first chunk larger than the cap
+            // still fills the head.
+            if !text.capped && others + text.head.len() > limits.cap {
                 text.cap(&limits);
                 self.truncated = true;
             }
-            text.append(chunk, &limits);
         }
         self.bump(index);
     }

@@ -237,3 +237,14 @@ fn changed_since_reports_every_output_after_a_clear() {
     stream(&mut o, "stdout", "c");
     assert_eq!(o.changed_since(mark), vec![0]);
 }
+
+#[test]
+fn one_chunk_larger_than_the_cap_still_keeps_its_head() {
+    let mut o = Outputs::with_limits(small());
+    let chunk: String = (0..300).map(|i| format!("{i:04}\n")).collect();
+    stream(&mut o, "stdout", &chunk);
+    let text = text_of(&o.to_nbformat()[0]);
+    assert!(text.starts_with("0000\n0001\n"), "{text}");
+    assert!(text.ends_with("0298\n0299\n"), "{text}");
+    assert!(o.truncated());
+}
