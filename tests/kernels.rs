@@ -309,13 +309,14 @@ async fn input_fails_at_once_with_the_kernels_error() {
     b.manager.shutdown_all().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupt_stops_a_long_sleep_and_the_queue_goes_on() {
-    let b = bench();
-    let mut sleeping = b
-        .submit("import time\nprint('going to sleep', flush=True)\ntime.sleep(60)")
-        .await;
-    let after = b.submit("'after'").await;
+/// Runs a long sleep on `kernel_name`, interrupts it, and checks the run
+/// queued behind it still runs.
+async fn interrupt_a_long_sleep(b: &Bench, kernel_name: &str) {
+    let submit = |code: &'static str| b.manager.run_code(&b.notebook, kernel_name, code);
+    let mut sleeping = submit("import time\nprint('going to sleep', flush=True)\ntime.sleep(60)")
+        .await
+        .expect("the kernel starts");
+    let after = submit("'after'").await.expect("queued");
     started(&mut sleeping).await;
     // SIGINT before Python installed its handler would kill a kernel; the
     // print proves the code is running.
@@ -333,8 +334,32 @@ async fn interrupt_stops_a_long_sleep_and_the_queue_goes_on() {
     assert_eq!(interrupted.as_deref(), Some(sleeping.id.as_str()));
     let end = finish(sleeping).await;
     assert_eq!(end.status, RunStatus::Interrupted);
+    assert_eq!(
+        end.outputs.last().map(|o| o["ename"].clone()),
+        Some(json!("KeyboardInterrupt"))
+    );
     assert_eq!(finish(after).await.status, RunStatus::Ok);
     b.manager.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_by_signal_stops_a_long_sleep_and_the_queue_goes_on() {
+    interrupt_a_long_sleep(&bench(), "python3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_by_message_on_the_control_channel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kernels/py-message");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut spec: Value = serde_json::from_slice(
+        &std::fs::read(venv().join("share/jupyter/kernels/python3/kernel.json")).unwrap(),
+    )
+    .unwrap();
+    spec["interrupt_mode"] = json!("message");
+    std::fs::write(dir.join("kernel.json"), spec.to_string()).unwrap();
+    let b = bench_with(KernelOptions::default(), &[tmp.path()]);
+    interrupt_a_long_sleep(&b, "py-message").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

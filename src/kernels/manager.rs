@@ -50,7 +50,22 @@ pub struct RunAccepted {
     pub seq: u64,
 }
 
-type Slot = Arc<Mutex<Option<Kernel>>>;
+/// One notebook's kernel. `turn` orders the calls that start, queue on
+/// or restart it; `kernel` can be read without waiting for a turn (list,
+/// interrupt).
+#[derive(Debug, Default)]
+struct SlotInner {
+    turn: Mutex<()>,
+    kernel: parking_lot::Mutex<Option<Kernel>>,
+}
+
+type Slot = Arc<SlotInner>;
+
+impl SlotInner {
+    fn current(&self) -> Option<Kernel> {
+        self.kernel.lock().clone().filter(Kernel::is_open)
+    }
+}
 
 /// Owns the kernels by notebook path.
 #[derive(Debug)]
@@ -110,9 +125,8 @@ impl KernelManager {
     }
 
     /// Queues `run` on the notebook's kernel, starting it from
-    /// `kernel_name` if there is none. A kernel that died is restarted by
-    /// the run itself. Errors: the kernelspec is unknown, or the kernel
-    /// failed to start (with its stderr).
+    /// `kernel_name` if there is none (or it died). Errors: the kernelspec
+    /// is unknown, or the kernel failed to start (with its stderr).
     pub async fn run(
         &self,
         notebook: &Path,
@@ -120,34 +134,31 @@ impl KernelManager {
         run: RunRequest,
     ) -> Result<RunAccepted, KernelError> {
         let slot = self.slot(notebook);
-        let mut kernel = slot.lock().await;
+        let _turn = slot.turn.lock().await;
         let mut started = false;
-        if kernel.as_ref().is_none_or(|k| !k.is_open()) {
-            *kernel = Some(self.start(notebook, kernel_name).await?);
-            started = true;
-        }
-        let Some(k) = kernel.as_ref() else {
-            return Err(KernelError::NotRunning(notebook.to_owned()));
-        };
-        let status = k.status();
-        let ahead = status.queued + usize::from(status.running.is_some());
-        let seq = match k.submit(run) {
-            Ok(seq) => seq,
-            Err(run) => {
-                // Shut down between our check and the send: start afresh.
-                let fresh = self.start(notebook, kernel_name).await?;
-                let seq = fresh.submit(run).unwrap_or(0);
-                *kernel = Some(fresh);
+        let kernel = match slot.current() {
+            Some(k) if k.status().state == KernelState::Dead => {
+                // Restarted here rather than by the run, so a failure to
+                // start is this call's error.
+                k.restart(None).await?;
                 started = true;
-                seq
+                k
+            }
+            Some(k) => k,
+            None => {
+                let k = self.start(notebook, kernel_name).await?;
+                *slot.kernel.lock() = Some(k.clone());
+                started = true;
+                k
             }
         };
-        let kernel_name = kernel
-            .as_ref()
-            .map(|k| k.status().kernel_name)
-            .unwrap_or_default();
+        let status = kernel.status();
+        let ahead = status.queued + usize::from(status.running.is_some());
+        let seq = kernel
+            .submit(run)
+            .map_err(|_| KernelError::NotRunning(notebook.to_owned()))?;
         Ok(RunAccepted {
-            kernel_name,
+            kernel_name: status.kernel_name,
             ahead,
             started,
             seq,
@@ -166,27 +177,22 @@ impl KernelManager {
         Ok(handle)
     }
 
-    fn open(&self, notebook: &Path) -> Option<Slot> {
-        self.slots.lock().get(notebook).cloned()
+    fn open(&self, notebook: &Path) -> Result<Slot, KernelError> {
+        self.slots
+            .lock()
+            .get(notebook)
+            .cloned()
+            .ok_or_else(|| KernelError::NotRunning(notebook.to_owned()))
     }
 
     /// Interrupts the notebook's running run; returns its id (`None` when
-    /// nothing was running).
+    /// nothing was running). It does not wait for a turn: an interrupt
+    /// must not queue behind a caller starting or restarting the kernel.
     pub async fn interrupt(&self, notebook: &Path) -> Result<Option<String>, KernelError> {
-        let slot = self
-            .open(notebook)
+        let kernel = self
+            .open(notebook)?
+            .current()
             .ok_or_else(|| KernelError::NotRunning(notebook.to_owned()))?;
-        // Not under the slot lock: an interrupt must not wait behind a
-        // caller that is starting the kernel or queueing a run.
-        let kernel = slot.try_lock().ok().and_then(|k| k.clone());
-        let kernel = match kernel {
-            Some(k) => k,
-            None => slot
-                .lock()
-                .await
-                .clone()
-                .ok_or_else(|| KernelError::NotRunning(notebook.to_owned()))?,
-        };
         Ok(kernel.interrupt().await)
     }
 
@@ -199,33 +205,33 @@ impl KernelManager {
     ) -> Result<KernelStatus, KernelError> {
         let spec = kernel_name.map(|n| self.find_spec(n)).transpose()?;
         let slot = self.slot(notebook);
-        let mut kernel = slot.lock().await;
-        match (kernel.as_ref().filter(|k| k.is_open()), spec) {
-            (Some(k), spec) => k.restart(spec).await?,
+        let _turn = slot.turn.lock().await;
+        let kernel = match (slot.current(), spec) {
+            (Some(k), spec) => {
+                k.restart(spec).await?;
+                k
+            }
             (None, Some(spec)) => {
-                *kernel = Some(
-                    Kernel::start(spec, self.place(notebook), self.config.options.clone()).await?,
-                )
+                let k =
+                    Kernel::start(spec, self.place(notebook), self.config.options.clone()).await?;
+                *slot.kernel.lock() = Some(k.clone());
+                k
             }
             (None, None) => return Err(KernelError::NotRunning(notebook.to_owned())),
-        }
-        kernel
-            .as_ref()
-            .map(Kernel::status)
-            .ok_or_else(|| KernelError::NotRunning(notebook.to_owned()))
+        };
+        Ok(kernel.status())
     }
 
     /// Shuts the notebook's kernel down; returns the ids of the runs that
     /// ended (the running one `interrupted`, queued ones `aborted`).
     pub async fn shutdown(&self, notebook: &Path) -> Result<Vec<String>, KernelError> {
-        let slot = self
-            .open(notebook)
-            .ok_or_else(|| KernelError::NotRunning(notebook.to_owned()))?;
-        let kernel = slot.lock().await.take();
+        let slot = self.open(notebook)?;
+        let _turn = slot.turn.lock().await;
+        let kernel = slot.kernel.lock().take();
         self.slots.lock().remove(notebook);
-        match kernel {
-            Some(k) if k.is_open() => Ok(k.shutdown().await),
-            _ => Err(KernelError::NotRunning(notebook.to_owned())),
+        match kernel.filter(Kernel::is_open) {
+            Some(k) => Ok(k.shutdown().await),
+            None => Err(KernelError::NotRunning(notebook.to_owned())),
         }
     }
 
@@ -240,9 +246,7 @@ impl KernelManager {
         let mut entries: Vec<KernelEntry> = slots
             .into_iter()
             .filter_map(|(notebook, slot)| {
-                // A slot being started is not listed yet.
-                let kernel = slot.try_lock().ok()?.clone()?;
-                let status = kernel.status();
+                let status = slot.current()?.status();
                 (status.state != KernelState::Stopped).then_some(KernelEntry { notebook, status })
             })
             .collect();
@@ -256,7 +260,7 @@ impl KernelManager {
         let slots: Vec<Slot> = self.slots.lock().drain().map(|(_, s)| s).collect();
         let mut stops = tokio::task::JoinSet::new();
         for slot in slots {
-            if let Some(kernel) = slot.lock().await.take() {
+            if let Some(kernel) = slot.kernel.lock().take() {
                 stops.spawn(async move { kernel.shutdown().await });
             }
         }
