@@ -385,10 +385,14 @@ impl Driver {
             Ok(live) => {
                 self.live = Some(live);
                 self.state = KernelState::Idle;
+                // Published before the caller hears back, so the status it
+                // reads next is this one.
+                self.publish();
                 Ok(())
             }
             Err(e) => {
                 self.state = KernelState::Dead;
+                self.publish();
                 Err(e)
             }
         }
