@@ -8,6 +8,7 @@ use rmcp::ServiceExt;
 
 use nbledger::audit::{self, Audit, AuditError, text::Paint};
 use nbledger::hub::{Front, Hub};
+use nbledger::tools::sets::Toolsets;
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +64,14 @@ enum Command {
         place: Place,
         #[command(flatten)]
         http: HttpArgs,
+        /// List only these toolsets (comma-separated): read, edit, collab, snapshots, transfer, runs, notebooks, or all. A lean agent: read,edit,collab.
+        #[arg(
+            long,
+            env = "NBLEDGER_TOOLSETS",
+            value_name = "LIST",
+            default_value = "all"
+        )]
+        toolsets: Toolsets,
     },
     /// List events, one line each, oldest first.
     Log {
@@ -287,7 +296,11 @@ fn audit_failure(e: AuditError) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { place, http } => {
+        Command::Serve {
+            place,
+            http,
+            toolsets,
+        } => {
             let (root, data) = place.resolve(true)?;
             let token = match &http.token_file {
                 Some(f) => Some(
@@ -312,7 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             // Owner of the store, or attached to the process that owns it.
             let hub = Hub::start(&root, &data).await?;
-            let front = Front::new(hub.clone(), false);
+            let front = Front::new(hub.clone(), false).with_toolsets(toolsets);
             if let Some(addr) = http.http {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let stop = shutdown.clone();

@@ -9,13 +9,16 @@ pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod read;
+pub mod sets;
 pub mod snapshots;
 pub mod transfer;
 
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig, Tool,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -26,6 +29,7 @@ use crate::engine::{Actor, Engine};
 use crate::error::ToolError;
 use common::output_schema;
 use rmcp::handler::server::common::schema_for_input;
+use sets::Toolset;
 
 const INSTRUCTIONS: &str = "nbledger edits Jupyter notebooks for several agents at once and records every change as an event with a global version. \
 Address cells by cell_id (stable while others edit), not by index. Pass the same client_name on every call. \
@@ -64,17 +68,40 @@ impl NotebookServer {
         self
     }
 
-    fn router() -> ToolRouter<Self> {
-        Self::tool_router()
-            + Self::lock_router()
-            + Self::log_router()
-            + Self::snapshot_router()
-            + Self::transfer_router()
+    /// One set's tools: the `#[tool_router]` block a tool is written in
+    /// is its set. A set with no tools yet lists nothing.
+    fn set_router(set: Toolset) -> ToolRouter<Self> {
+        match set {
+            Toolset::Read => Self::read_router(),
+            Toolset::Edit => Self::edit_router(),
+            Toolset::Collab => Self::collab_router(),
+            Toolset::Snapshots => Self::snapshots_router(),
+            Toolset::Transfer => Self::transfer_router(),
+            Toolset::Runs | Toolset::Notebooks => ToolRouter::new(),
+        }
     }
 
-    /// Every tool with its schemas and annotations (no engine needed).
-    pub fn catalog() -> Vec<rmcp::model::Tool> {
-        Self::router().list_all()
+    /// Every tool: the engine serves whatever set any process on the store
+    /// enables (toolsets only narrow what a process lists, in `hub::Front`).
+    fn router() -> ToolRouter<Self> {
+        Toolset::ALL
+            .into_iter()
+            .map(Self::set_router)
+            .fold(ToolRouter::new(), |all, set| all + set)
+    }
+
+    /// Every tool with its set, schemas and annotations (no engine
+    /// needed), by set, then by name.
+    pub fn catalog() -> Vec<(Toolset, Tool)> {
+        Toolset::ALL
+            .into_iter()
+            .flat_map(|set| {
+                Self::set_router(set)
+                    .list_all()
+                    .into_iter()
+                    .map(move |t| (set, t))
+            })
+            .collect()
     }
 
     /// What the server says of itself at initialisation.
@@ -126,7 +153,7 @@ fn actor(
     })
 }
 
-#[tool_router]
+#[tool_router(router = read_router)]
 impl NotebookServer {
     #[tool(
         name = "list_notebooks",
@@ -142,25 +169,6 @@ impl NotebookServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.run(raw, &ctx, |e, a, _| read::list_notebooks(e, a))
             .await
-    }
-
-    #[tool(
-        name = "create_notebook",
-        description = "Create a new notebook (nbformat 4.5) with optional initial cells. Fails with `exists` if the file is already there. Returns the new cell ids and the event version.",
-        input_schema = schema_for_input::<edit::CreateArgs>().expect("schema"),
-        output_schema = output_schema::<edit::CreateOut>(),
-        annotations(destructive_hint = false, open_world_hint = false)
-    )]
-    async fn create_notebook(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: edit::CreateArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            edit::create_notebook(e, a, &who)
-        })
-        .await
     }
 
     #[tool(
@@ -209,6 +217,28 @@ impl NotebookServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.run(raw, &ctx, |e, a, _| read::search_notebook(e, a))
             .await
+    }
+}
+
+#[tool_router(router = edit_router)]
+impl NotebookServer {
+    #[tool(
+        name = "create_notebook",
+        description = "Create a new notebook (nbformat 4.5) with optional initial cells. Fails with `exists` if the file is already there. Returns the new cell ids and the event version.",
+        input_schema = schema_for_input::<edit::CreateArgs>().expect("schema"),
+        output_schema = output_schema::<edit::CreateOut>(),
+        annotations(destructive_hint = false, open_world_hint = false)
+    )]
+    async fn create_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: edit::CreateArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            edit::create_notebook(e, a, &who)
+        })
+        .await
     }
 
     #[tool(
@@ -326,7 +356,7 @@ impl NotebookServer {
     }
 }
 
-#[tool_router(router = lock_router)]
+#[tool_router(router = collab_router)]
 impl NotebookServer {
     #[tool(
         name = "lock_cells",
@@ -382,10 +412,7 @@ impl NotebookServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.run(raw, &ctx, |e, a, _| locks::list_locks(e, a)).await
     }
-}
 
-#[tool_router(router = log_router)]
-impl NotebookServer {
     #[tool(
         name = "get_notebook_changes",
         description = "What changed in a notebook after since_version, oldest first: version, time, who, which tool, which cells, a one-line summary. Poll with the current_version (or next_since_version) you got last time; nothing is skipped (has_more says there is more). With wait_ms, a call that finds nothing new waits for the next change instead of returning empty.",
@@ -487,7 +514,7 @@ impl NotebookServer {
     }
 }
 
-#[tool_router(router = snapshot_router)]
+#[tool_router(router = snapshots_router)]
 impl NotebookServer {
     #[tool(
         name = "snapshot_notebook",

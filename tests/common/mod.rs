@@ -31,8 +31,13 @@ pub fn fixtures() -> PathBuf {
 
 /// A server process on `root`, with a client that declares itself `name`.
 pub async fn connect(root: &Path, name: &str) -> Client {
+    connect_with(root, name, &[]).await
+}
+
+/// As [`connect`], the server started with `extra` arguments.
+pub async fn connect_with(root: &Path, name: &str, extra: &[&str]) -> Client {
     let mut cmd = Command::new(bin());
-    cmd.arg("serve").arg("--root").arg(root);
+    cmd.arg("serve").arg("--root").arg(root).args(extra);
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
             Stdio::inherit()
