@@ -95,5 +95,21 @@ fn report(label: &str, list: &Value) -> (usize, usize, usize) {
 fn tools_list_bytes_whole_per_tool_and_model_visible() {
     let all = tools_list(&[]);
     let (n, whole, visible) = report("all tools", &all);
-    assert!(n > 0 && whole > 0 && visible > 0);
+    // Issue 11's budget: what a model sees (input schema + description) at
+    // most 1 KB a tool on average, the whole list at most 1.25 KB a tool.
+    assert!(
+        visible <= n * 1024,
+        "input schemas + descriptions take {visible} B for {n} tools"
+    );
+    assert!(
+        whole <= n * 1280,
+        "tools/list takes {whole} B for {n} tools"
+    );
+
+    let lean = tools_list(&["--toolsets", "read,edit,collab"]);
+    let (_, _, lean_visible) = report("--toolsets read,edit,collab", &lean);
+    assert!(
+        lean_visible < 15_000,
+        "a lean agent's model sees {lean_visible} B of tools"
+    );
 }
