@@ -73,6 +73,15 @@ enum Command {
         )]
         toolsets: Toolsets,
     },
+    /// Print the tools a server lists: the tools/list result as JSON, or the Markdown reference.
+    Tools {
+        /// Only the tools of these toolsets (as for serve).
+        #[arg(long, value_name = "LIST", default_value = "all")]
+        toolsets: Toolsets,
+        /// The reference (docs/tools.md) instead of JSON: every tool, argument, default, result field and error.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// List events, one line each, oldest first.
     Log {
         #[command(flatten)]
@@ -221,9 +230,11 @@ fn main() -> ExitCode {
     code
 }
 
-/// The audit commands: synchronous, read-only on the log (§5).
+/// The commands without a runtime: `tools`, and the audit commands
+/// (synchronous, read-only on the log, §5).
 fn run_audit(command: Command) -> ExitCode {
     let place = match &command {
+        Command::Tools { toolsets, markdown } => return print_tools(*toolsets, *markdown),
         Command::Serve { place, .. }
         | Command::Log { place, .. }
         | Command::History { place, .. }
@@ -240,7 +251,7 @@ fn run_audit(command: Command) -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let paint = Paint::for_stdout();
     let done = match command {
-        Command::Serve { .. } => Ok(0),
+        Command::Serve { .. } | Command::Tools { .. } => Ok(0),
         Command::Log {
             notebook,
             since,
@@ -283,6 +294,37 @@ fn run_audit(command: Command) -> ExitCode {
     match done {
         Ok(code) => ExitCode::from(code),
         Err(e) => audit_failure(e),
+    }
+}
+
+/// `nbledger tools`: what a server with `toolsets` lists, as the JSON of
+/// its tools/list result, or the whole Markdown reference.
+fn print_tools(toolsets: Toolsets, markdown: bool) -> ExitCode {
+    use std::io::Write;
+    let text = if markdown {
+        nbledger::tools::reference::markdown()
+    } else {
+        let tools: Vec<rmcp::model::Tool> = nbledger::tools::NotebookServer::catalog()
+            .into_iter()
+            .filter(|(set, _)| toolsets.contains(*set))
+            .map(|(_, t)| t)
+            .collect();
+        match serde_json::to_string_pretty(&serde_json::json!({ "tools": tools })) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                say(&format!("nbledger: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is not a failure worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("nbledger: {e}"));
+            ExitCode::from(1)
+        }
     }
 }
 

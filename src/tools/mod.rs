@@ -9,6 +9,7 @@ pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod read;
+pub mod reference;
 pub mod schema;
 pub mod sets;
 pub mod snapshots;
