@@ -179,3 +179,29 @@ async fn processes_with_different_toolsets_share_one_store_and_each_refuses_by_i
         c.cancel().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_both_protocol_eras_see_only_the_servers_toolsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = common::http_server_with(
+        dir.path(),
+        Some(common::TOKEN),
+        &["--toolsets", "read,edit"],
+    );
+    for modern in [false, true] {
+        let c = common::http_client(&url, "http-agent", modern).await;
+        let listed = names(&c).await;
+        assert_eq!(listed.len(), 11, "{listed:?}");
+        assert!(listed.contains("update_cell") && !listed.contains("lock_cells"));
+        let refused = call(
+            &c,
+            "lock_cells",
+            json!({"path": "n.ipynb", "cell_id": "abcd"}),
+        )
+        .await;
+        assert_eq!(refused.error()["toolset"], json!("collab"));
+        c.cancel().await.unwrap();
+    }
+    server.kill().unwrap();
+    let _ = server.wait();
+}

@@ -171,9 +171,19 @@ pub const TOKEN: &str = "test-token-123";
 
 /// A server on a free loopback port; returns it and its `/mcp` URL.
 pub fn http_server(root: &std::path::Path, token: Option<&str>) -> (Child, String) {
+    http_server_with(root, token, &[])
+}
+
+/// As [`http_server`], started with `extra` arguments.
+pub fn http_server_with(
+    root: &std::path::Path,
+    token: Option<&str>,
+    extra: &[&str],
+) -> (Child, String) {
     let mut cmd = std::process::Command::new(bin());
     cmd.args(["serve", "--http", "127.0.0.1:0", "--root"])
         .arg(root)
+        .args(extra)
         .env_remove("NBLEDGER_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
