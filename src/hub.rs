@@ -667,6 +667,8 @@ impl Front {
         request: CallToolRequestParams,
         mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Refused here, by this process's own sets, before anything is
+        // forwarded: the owner serves every set to attached processes.
         let unlisted = self
             .tools
             .iter()
