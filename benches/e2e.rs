@@ -12,6 +12,11 @@
 //! call's latency and the aggregate rate, and the rates are compared with
 //! the first case's. NBLEDGER_E2E_THREADS (default `1,4,16`) sets the
 //! thread counts; NBLEDGER_E2E_CONCURRENT_ONLY=1 skips the MCP cases.
+//!
+//! NBLEDGER_E2E_BASELINE=BIN compares instead: cases (a) and (b) and a
+//! cold start (spawn to first answer on a store with both notebooks) run
+//! against BIN (another build of nbledger) and this build, alternating
+//! three rounds each in one run, and the table gives their ratio.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -51,7 +56,11 @@ fn notebook(cells: usize, outputs: bool) -> Value {
 }
 
 async fn connect(root: &Path) -> Client {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nbledger"));
+    connect_bin(env!("CARGO_BIN_EXE_nbledger"), root).await
+}
+
+async fn connect_bin(bin: &str, root: &Path) -> Client {
+    let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("serve").arg("--root").arg(root);
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::null())
@@ -205,6 +214,78 @@ fn group_commit(n: usize) -> (Vec<String>, Vec<String>) {
     (rows, ratios)
 }
 
+/// A fresh root holding (a) and (b).
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::write(
+        root.join("a.ipynb"),
+        serde_json::to_vec_pretty(&notebook(100, false)).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("b.ipynb"),
+        serde_json::to_vec_pretty(&notebook(1000, true)).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+/// Cases (a), (b) and a cold start on `bin`: calls/s, calls/s, and ms.
+async fn one_build(bin: &str, n: usize) -> [f64; 3] {
+    let dir = workspace();
+    let root = dir.path();
+    let c = connect_bin(bin, root).await;
+    call(&c, "get_notebook_outline", json!({"path": "a.ipynb"})).await;
+    call(&c, "get_notebook_outline", json!({"path": "b.ipynb"})).await;
+    let a = run("a", n, async |i| {
+        call(&c, "update_cell", json!({"path": "a.ipynb", "cell_id": format!("c{:07}", i % 100), "source": format!("x = {i}\n")})).await;
+    })
+    .await;
+    let nb = (n / 4).max(100);
+    let b = run("b", nb, async |i| {
+        call(&c, "update_cell", json!({"path": "b.ipynb", "cell_id": format!("c{:07}", (i * 37) % 1000), "source": format!("y = {i}\n")})).await;
+    })
+    .await;
+    c.cancel().await.expect("shutdown");
+    // Let the stopped server release the store before timing a start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    let c = connect_bin(bin, root).await;
+    call(&c, "get_notebook_outline", json!({"path": "b.ipynb"})).await;
+    let start = t.elapsed();
+    c.cancel().await.expect("shutdown");
+    let rate = |s: &Stats| s.n as f64 / s.total.as_secs_f64();
+    [rate(&a), rate(&b), start.as_secs_f64() * 1e3]
+}
+
+async fn compare(baseline: &str, n: usize) {
+    let current = env!("CARGO_BIN_EXE_nbledger");
+    let (mut base, mut cur) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        base.push(one_build(baseline, n).await);
+        cur.push(one_build(current, n).await);
+    }
+    let median = |runs: &[[f64; 3]], k: usize| {
+        let mut v: Vec<f64> = runs.iter().map(|r| r[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("| case (median of 3, alternating) | baseline | this build | this / baseline |");
+    println!("|---|---|---|---|");
+    for (k, name) in [
+        "(a) update_cell, 100 cells: calls/s",
+        "(b) update_cell, 1,000 cells with outputs: calls/s",
+        "cold start to first answer on (a)+(b): ms",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (b, c) = (median(&base, k), median(&cur, k));
+        println!("| {name} | {b:.1} | {c:.1} | {:.3} |", c / b);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; ignore arguments.
@@ -212,6 +293,10 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
+    if let Ok(baseline) = std::env::var("NBLEDGER_E2E_BASELINE") {
+        compare(&baseline, n).await;
+        return;
+    }
     let (concurrent, ratios) = group_commit(n);
     let header =
         "| case | calls | p50 ms | p99 ms | mean ms | calls/s |\n|---|---|---|---|---|---|";

@@ -270,12 +270,7 @@ impl Hub {
         self.mode.send_replace(Mode::Down);
         let engine = self.engine.lock().take();
         if let Some(engine) = engine {
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = engine.checkpoint() {
-                    tracing::warn!(error = %e, "could not write a checkpoint at shutdown");
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || engine.stop()).await;
         }
     }
 

@@ -1,5 +1,16 @@
 //! Times as the contract writes them: RFC 3339 UTC with milliseconds.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The clock, in Unix milliseconds. The store owner keeps event times from
+/// ever decreasing along versions (§8.5), so a clock stepping back is safe.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
+
 /// `2026-11-23T20:17:40.123Z` for a Unix time in milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

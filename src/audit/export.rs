@@ -56,6 +56,8 @@
 //! |---|---|
 //! | `import` (client `external`) | `notebook_created`, then `cell_inserted` per cell |
 //! | `external_change` (client `external`) | `header_set`?, `cell_deleted`*, `cell_inserted`*, `cell_moved`*, `source_set`* / `cell_replaced`* |
+//! | `keep_write` (client `nbledger`) | as `external_change`: a write set back over the outside save just before it, in the cells both changed |
+//! | `repair_file` (client `nbledger`) | none: the file was rewritten from the log after an unclean stop (`files` names its damaged and repaired hashes) |
 //! | `create_notebook` | `cell_deleted`* (the path had an earlier history), `notebook_created`, `cell_inserted`* |
 //! | `insert_cell`, `batch_insert_cells` | `cell_inserted`+ |
 //! | `update_cell`, `batch_update_cells` | `source_set`+ |

@@ -67,7 +67,7 @@ pub fn notebook_at(audit: &Audit, path: &str, v: u64) -> Result<NotebookState, A
     }
     let mut ws = Workspace::default();
     let mut from = 0;
-    if let Some(cp) = crate::engine::load_checkpoint(store)
+    if let Some(cp) = crate::replay::load_checkpoint(store)
         && cp.version <= v
     {
         from = cp.version;

@@ -30,12 +30,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::text::hex;
 use super::{Audit, AuditError};
-use crate::engine::{StoredCheckpoint, stored_checkpoint};
 use crate::events::Hash;
 use crate::events::codec;
 use crate::ipynb::{self, RawNotebook};
 use crate::notebook::render_file;
 use crate::projections::{NotebookState, Workspace};
+use crate::replay::{StoredCheckpoint, stored_checkpoint};
 use crate::store::{Index, Store};
 
 /// The first thing wrong with the log.

@@ -331,3 +331,9 @@ pub const OP_IMPORT: &str = "import";
 pub const OP_EXTERNAL: &str = "external_change";
 /// The client name of changes that came from outside the server.
 pub const CLIENT_EXTERNAL: &str = "external";
+/// The server's own corrections: a write kept over an outside save that
+/// landed during it, and a file repaired from the log after a power loss.
+pub const OP_KEEP_WRITE: &str = "keep_write";
+pub const OP_REPAIR_FILE: &str = "repair_file";
+/// The client name of events the server makes on its own (§8.8).
+pub const CLIENT_SERVER: &str = "nbledger";

@@ -31,6 +31,9 @@ const HEAD: &[u8] = b"head";
 const HEAD_HASH: &[u8] = b"head_hash";
 const ROOT: &[u8] = b"root";
 const CHECKPOINT: &[u8] = b"checkpoint";
+/// Present while a server runs on the store; left behind by a crash or a
+/// power loss.
+const RUNNING: &[u8] = b"running";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -657,6 +660,21 @@ impl Store {
             Index::Notebooks => &self.by_nb,
             Index::Cells => &self.by_cell,
         }
+    }
+
+    /// Marks the store as served; true if the last server did not end
+    /// cleanly (it crashed, or the machine lost power).
+    pub fn begin_session(&self) -> Result<bool, StoreError> {
+        let unclean = self.meta.insert(RUNNING, &[1u8])?.is_some();
+        self.db.flush()?;
+        Ok(unclean)
+    }
+
+    /// Marks a clean end of serving (see [`Store::begin_session`]).
+    pub fn end_session(&self) -> Result<(), StoreError> {
+        self.meta.remove(RUNNING)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Stores an opaque projection checkpoint (a cache: never the truth).

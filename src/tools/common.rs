@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::engine::Actor;
 use crate::error::{ToolError, quote};
-use crate::events::{CLIENT_EXTERNAL, CellType};
+use crate::events::{CLIENT_EXTERNAL, CLIENT_SERVER, CellType};
 use crate::projections::{Lock, NotebookState};
 use crate::time::rfc3339;
 
@@ -74,17 +74,20 @@ pub fn client_name(given: Option<String>, declared: Option<&str>) -> Result<Stri
     match given {
         Some(name) => {
             check_name(&name)?;
-            if name == CLIENT_EXTERNAL {
+            if name == CLIENT_EXTERNAL || name == CLIENT_SERVER {
                 return Err(ToolError::invalid(
                     "client_name",
-                    "a name other than \"external\"",
-                    "client_name \"external\" is reserved for changes made outside nbledger; pass your own name",
+                    "a name other than \"external\" and \"nbledger\"",
+                    format!(
+                        "client_name {} is reserved for changes nbledger records on its own (outside edits, repairs); pass your own name",
+                        quote(&name)
+                    ),
                 ));
             }
             Ok(name)
         }
         None => Ok(declared
-            .filter(|d| check_name(d).is_ok() && *d != CLIENT_EXTERNAL)
+            .filter(|d| check_name(d).is_ok() && *d != CLIENT_EXTERNAL && *d != CLIENT_SERVER)
             .unwrap_or("anonymous")
             .to_owned()),
     }

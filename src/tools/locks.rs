@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::{self, find_cell, locked, to_map};
-use crate::engine::{Actor, Engine, Plan, Presence, now_ms};
+use crate::engine::{Actor, Engine, Plan, Presence};
 use crate::error::{ToolError, quote};
 use crate::events::Change;
 use crate::projections::{Lock, NotebookState};
+use crate::time::now_ms;
 use crate::time::rfc3339;
 
 /// Longest lock lease, in seconds (one day).

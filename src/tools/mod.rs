@@ -14,6 +14,7 @@ pub mod schema;
 pub mod sets;
 pub mod snapshots;
 pub mod transfer;
+mod walk;
 
 use std::sync::Arc;
 

@@ -38,7 +38,7 @@ pub fn list_notebooks(
     engine: &Engine,
     a: ListArgs,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    let notebooks = engine.list_notebooks(a.dir.as_deref().unwrap_or(""))?;
+    let notebooks = super::walk::notebooks(engine, a.dir.as_deref().unwrap_or(""))?;
     let n = notebooks.len();
     let mut m = Map::new();
     m.insert("notebooks".into(), Value::Array(notebooks));
@@ -109,7 +109,7 @@ pub fn get_notebook_content(
     let include_outputs = a.include_outputs.unwrap_or(false);
     let max_chars = a.max_output_chars.unwrap_or(2000) as usize;
     let images = a.include_images.unwrap_or(false);
-    let now = crate::engine::now_ms();
+    let now = crate::time::now_ms();
     let out = engine.read(&a.path, |nb| {
         let one = a.cell_id.clone().map(|id| vec![id]);
         let wanted: Option<Vec<usize>> = match a.cell_ids.as_ref().or(one.as_ref()) {

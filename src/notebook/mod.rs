@@ -11,6 +11,10 @@ use crate::events::{Cell, CellType, Change, Hash, Header};
 use crate::ipynb::{self, RawCell, RawNotebook};
 use crate::projections::NotebookState;
 
+mod merge;
+pub mod repair;
+pub use merge::{Content, LateSave, merge_late_save};
+
 /// Source of fresh cell ids: 8 lowercase hex characters (§8.3).
 pub fn fresh_id(taken: &dyn Fn(&str) -> bool) -> String {
     loop {
@@ -182,6 +186,19 @@ pub fn import(path: &str, raw: &RawNotebook, reuse: Option<&NotebookState>) -> I
 /// cells by LCS over (type, source); the rest are new. Removed cells are
 /// deleted (recoverable).
 pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
+    let old_cells: Vec<Arc<Cell>> = old.cells.iter().map(|c| c.cell.clone()).collect();
+    let cells = outside_cells(&old_cells, &|c| old.id_taken(c), raw);
+    transform(old, &header_of(raw), &cells, None)
+}
+
+/// The cells of a file read from outside, with the ids they have in the
+/// log: their own when unique, else the id of the unmatched `old` cell an
+/// LCS over (type, source) pairs them with, else a fresh one not `taken`.
+pub fn outside_cells(
+    old: &[Arc<Cell>],
+    taken: &dyn Fn(&str) -> bool,
+    raw: &RawNotebook,
+) -> Vec<Arc<Cell>> {
     // 1. Give every new cell an id: its own when unique and known or new,
     //    else an LCS match, else a fresh one.
     let mut ids: Vec<Option<String>> = Vec::with_capacity(raw.cells.len());
@@ -196,12 +213,7 @@ pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
             _ => ids.push(None),
         }
     }
-    let unmatched_old: Vec<&Arc<Cell>> = old
-        .cells
-        .iter()
-        .map(|c| &c.cell)
-        .filter(|c| !used.contains(&c.id))
-        .collect();
+    let unmatched_old: Vec<&Arc<Cell>> = old.iter().filter(|c| !used.contains(&c.id)).collect();
     let pending: Vec<usize> = (0..raw.cells.len()).filter(|&i| ids[i].is_none()).collect();
     for (pi, oi) in lcs(&pending, &unmatched_old, |&i, c| {
         raw.cells[i].cell_type == c.cell_type.as_str() && raw.cells[i].source == c.source
@@ -214,20 +226,18 @@ pub fn diff_outside(old: &NotebookState, raw: &RawNotebook) -> Vec<Change> {
         .into_iter()
         .map(|id| {
             id.unwrap_or_else(|| {
-                let id = fresh_id(&|c| used.contains(c) || old.id_taken(c));
+                let id = fresh_id(&|c| used.contains(c) || taken(c));
                 used.insert(id.clone());
                 id
             })
         })
         .collect();
 
-    let cells: Vec<Arc<Cell>> = raw
-        .cells
+    raw.cells
         .iter()
         .zip(final_ids)
         .map(|(rc, id)| Arc::new(cell_of(rc, id)))
-        .collect();
-    transform(old, &header_of(raw), &cells, None)
+        .collect()
 }
 
 /// The changes that turn `old` into exactly `header` + `cells` (ids
