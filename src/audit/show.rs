@@ -13,7 +13,7 @@ use std::path::Path;
 use super::{Audit, AuditError};
 use crate::error::quote;
 use crate::notebook::render_file;
-use crate::projections::{NotebookState, Workspace};
+use crate::projections::NotebookState;
 
 /// What `--at` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +47,7 @@ pub fn resolve_at(audit: &Audit, at: &At) -> Result<u64, AuditError> {
 }
 
 /// The state of notebook `path` (a key in the log) right after version
-/// `v`: the newest event ≤ v that touched it, folded from the start (or
-/// from the server's projection checkpoint when that is at or before v).
+/// `v`: the newest event ≤ v that touched it (see [`crate::replay::notebook_at`]).
 pub fn notebook_at(audit: &Audit, path: &str, v: u64) -> Result<NotebookState, AuditError> {
     let store = audit.store();
     let versions = store.notebook_versions(path, 0, usize::MAX)?;
@@ -65,24 +64,7 @@ pub fn notebook_at(audit: &Audit, path: &str, v: u64) -> Result<NotebookState, A
     if first.is_none_or(|f| f > v) {
         return Err(not_yet());
     }
-    let mut ws = Workspace::default();
-    let mut from = 0;
-    if let Some(cp) = crate::replay::load_checkpoint(store)
-        && cp.version <= v
-    {
-        from = cp.version;
-        if let Some(nb) = cp.workspace.notebooks.get(path) {
-            ws.notebooks.insert(path.to_owned(), nb.clone());
-        }
-    }
-    let todo: Vec<u64> = versions
-        .into_iter()
-        .filter(|&x| x > from && x <= v)
-        .collect();
-    for rec in audit.records_at(todo) {
-        ws.apply_to_notebooks(&rec?.event);
-    }
-    ws.notebooks.remove(path).ok_or_else(not_yet)
+    crate::replay::notebook_at(store, path, v)?.ok_or_else(not_yet)
 }
 
 /// Writes the notebook at `at` to `out_file`, or to `out`.

@@ -33,7 +33,7 @@ use crate::ipynb;
 use crate::notebook;
 use crate::paths::{NotebookPath, Root};
 use crate::projections::{NotebookState, Workspace};
-use crate::replay::{Checkpoint, replay};
+use crate::replay;
 use crate::store::{Store, StoreError};
 use crate::time::now_ms;
 
@@ -139,7 +139,7 @@ impl Engine {
         let data = data.as_path();
         let root = Root::new(root, data)?;
         store.bind_root(&root.path().to_string_lossy())?;
-        let (ws, checkpointed, replayed) = replay(&store);
+        let (ws, checkpointed, replayed) = replay::workspace(&store);
         replayed?;
         let head_tx = tokio::sync::watch::Sender::new(ws.head);
         let engine = Engine {
@@ -186,11 +186,8 @@ impl Engine {
         if version == 0 || version == inner.checkpointed || self.store.failed() {
             return Ok(());
         }
-        let cp = Checkpoint::new(self.store.head_hash(), inner.ws.clone());
-        if let Ok(bytes) = bincode::serialize(&cp) {
-            self.store.put_checkpoint(&bytes)?;
-            inner.checkpointed = version;
-        }
+        replay::put_checkpoint(&self.store, self.store.head_hash(), inner.ws.clone())?;
+        inner.checkpointed = version;
         Ok(())
     }
 

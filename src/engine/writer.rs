@@ -397,7 +397,7 @@ impl Engine {
         inner.bases.clear();
         inner.renders.clear();
         inner.disk.clear();
-        let (ws, _, replayed) = replay(&self.store);
+        let (ws, _, replayed) = replay::workspace(&self.store);
         if let Err(e) = replayed {
             // Stopping short of the head keeps every later append refused
             // (its version is taken), which beats serving a state the log

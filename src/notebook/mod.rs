@@ -423,10 +423,12 @@ pub fn predecessor(cells: &[Arc<Cell>], i: usize) -> Option<String> {
         .map(|c| c.id.clone())
 }
 
-/// Longest common subsequence of `a` and `b` under `eq`, as index pairs.
-/// Quadratic, but only over cells that lost their ids, which is rare and
-/// bounded by the cell limit.
-fn lcs<A, B>(a: &[A], b: &[B], eq: impl Fn(&A, &B) -> bool) -> Vec<(usize, usize)> {
+/// Longest common subsequence of `a` and `b` under `eq`, as index pairs;
+/// among equally long ones, the one keeping earlier elements of `a` (the
+/// rule §8.6 gives for `moved`). The one alignment of the code base:
+/// outside changes match id-less cells with it, diffs find moves with it.
+/// Quadratic, but bounded by the cell limit.
+pub fn lcs<A, B>(a: &[A], b: &[B], eq: impl Fn(&A, &B) -> bool) -> Vec<(usize, usize)> {
     let (n, m) = (a.len(), b.len());
     if n == 0 || m == 0 {
         return Vec::new();
@@ -447,10 +449,12 @@ fn lcs<A, B>(a: &[A], b: &[B], eq: impl Fn(&A, &B) -> bool) -> Vec<(usize, usize
             out.push((i, j));
             i += 1;
             j += 1;
-        } else if t[i + 1][j] >= t[i][j + 1] {
-            i += 1;
-        } else {
+        } else if t[i][j + 1] >= t[i + 1][j] {
+            // On a tie, skip in `b`: earlier elements of `a` stay in play,
+            // so among equally long alignments the one keeping them wins.
             j += 1;
+        } else {
+            i += 1;
         }
     }
     out

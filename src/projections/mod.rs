@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{Cell, Change, Event, FileWrite, Header};
 
+pub mod checkpoint;
+pub mod history;
+
 /// How long a request_id is remembered (§8.1).
 pub const REQUEST_TTL_MS: i64 = 24 * 3600 * 1000;
 

@@ -64,6 +64,8 @@ pub enum StoreError {
     NotDurable(String),
     #[error("the log's storage failed earlier and takes no more writes; restart nbledger")]
     Failed,
+    #[error("event {0} is missing from the log although its index names it; run nbledger verify")]
+    Missing(u64),
 }
 
 /// The trees of a [`Store::dump`].

@@ -273,78 +273,27 @@ pub struct HistoryOut {
     pub has_more: bool,
 }
 
-/// What one event did to one cell, as a history entry.
+/// What one event did to one cell, as a history entry (the audit's
+/// `history` reads the same [`crate::projections::history::entry`]).
 pub fn history_entry(rec: &Record, path: &str, cell: &str) -> HistoryEntry {
-    let e = &rec.event;
-    let mut h = HistoryEntry {
+    let e = crate::projections::history::entry(&rec.event, path, cell, false);
+    let at = |p: Option<(String, String)>| p.map(|(path, cell_id)| CellAt { path, cell_id });
+    HistoryEntry {
         version: e.version,
         timestamp: rfc3339(e.timestamp_ms),
-        client_name: e.client_name.clone(),
-        operation: e.operation.clone(),
-        path: path.to_owned(),
-        overrode_lock: overrode(e, Some(cell)).0,
-        ..HistoryEntry::default()
-    };
-    for change in e
-        .changes
-        .iter()
-        .filter(|c| c.path() == path && c.cell_id() == Some(cell))
-    {
-        match change {
-            Change::CellInserted { cell, .. } => {
-                h.source_after = Some(cell.source.clone());
-                h.cell_type_after = Some(cell.cell_type.as_str().to_owned());
-            }
-            Change::SourceSet { before, after, .. } => {
-                h.source_before = Some(before.clone());
-                h.source_after = Some(after.clone());
-            }
-            Change::CellReplaced { before, after, .. } => {
-                if before.source != after.source {
-                    h.source_before = Some(before.source.clone());
-                    h.source_after = Some(after.source.clone());
-                }
-                if before.cell_type != after.cell_type {
-                    h.cell_type_before = Some(before.cell_type.as_str().to_owned());
-                    h.cell_type_after = Some(after.cell_type.as_str().to_owned());
-                }
-            }
-            Change::CellDeleted { cell, .. } => {
-                h.source_before = Some(cell.source.clone());
-                h.cell_type_before = Some(cell.cell_type.as_str().to_owned());
-            }
-            Change::Rejected { .. } => h.rejected = Some(true),
-            Change::CellCopied {
-                cell,
-                from_path,
-                from_id,
-                ..
-            } => {
-                h.source_after = Some(cell.source.clone());
-                h.cell_type_after = Some(cell.cell_type.as_str().to_owned());
-                h.copied_from = Some(CellAt::new(from_path, from_id));
-            }
-            Change::CellMovedIn {
-                cell,
-                from_path,
-                from_id,
-                ..
-            } => {
-                h.source_after = Some(cell.source.clone());
-                h.moved_from = Some(CellAt::new(from_path, from_id));
-            }
-            Change::CellMovedOut { to_path, to_id, .. } => {
-                h.moved_to = Some(CellAt::new(to_path, to_id));
-            }
-            Change::NotebookCreated { .. }
-            | Change::HeaderSet { .. }
-            | Change::CellMoved { .. }
-            | Change::LockAcquired { .. }
-            | Change::LockReleased { .. }
-            | Change::SnapshotTaken { .. } => {}
-        }
+        client_name: e.client_name,
+        operation: e.operation,
+        path: e.path,
+        rejected: e.rejected.then_some(true),
+        overrode_lock: e.overrode_lock,
+        source_before: e.source_before,
+        source_after: e.source_after,
+        cell_type_before: e.cell_type_before,
+        cell_type_after: e.cell_type_after,
+        moved_from: at(e.moved_from),
+        moved_to: at(e.moved_to),
+        copied_from: at(e.copied_from),
     }
-    h
 }
 
 pub fn get_cell_history(

@@ -310,21 +310,14 @@ pub fn diff(
     let mut unchanged = 0;
     for old in from.iter().filter(|c| to_ids.contains(c.id.as_str())) {
         let new = by_id[old.id.as_str()];
-        let mut changed = Vec::new();
-        if old.cell_type != new.cell_type {
-            changed.push("cell_type");
-        }
-        if old.source != new.source {
-            changed.push("source");
-        }
-        if old.metadata != new.metadata {
-            changed.push("metadata");
-        }
-        if old.outputs != new.outputs || old.execution_count != new.execution_count {
-            changed.push("outputs");
-        }
-        if old.attachments != new.attachments {
-            changed.push("attachments");
+        // §8.6 names five fields: a new execution_count is part of the
+        // outputs, and keys a snapshot does not hold are not compared.
+        let mut changed: Vec<&str> = Vec::new();
+        for f in crate::projections::history::changed_fields(old, new) {
+            let f = if f == "execution_count" { "outputs" } else { f };
+            if f != "other" && !changed.contains(&f) {
+                changed.push(f);
+            }
         }
         if changed.is_empty() {
             if kept.contains(old.id.as_str()) {
@@ -356,31 +349,10 @@ pub fn diff(
 /// The ids of a longest common subsequence of `a` and `b` (both hold the
 /// same ids); on ties the one keeping earlier elements of `a`.
 fn lcs_keep_earlier<'a>(a: &[&'a str], b: &[&'a str]) -> HashSet<&'a str> {
-    let (n, m) = (a.len(), b.len());
-    let mut t = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            t[i][j] = if a[i] == b[j] {
-                t[i + 1][j + 1] + 1
-            } else {
-                t[i + 1][j].max(t[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut kept) = (0, 0, HashSet::new());
-    while i < n && j < m {
-        if a[i] == b[j] {
-            kept.insert(a[i]);
-            i += 1;
-            j += 1;
-        } else if t[i][j + 1] >= t[i + 1][j] {
-            // Skipping in b keeps a[i] in play: earlier snapshot cells win.
-            j += 1;
-        } else {
-            i += 1;
-        }
-    }
-    kept
+    crate::notebook::lcs(a, b, |x, y| x == y)
+        .into_iter()
+        .map(|(i, _)| a[i])
+        .collect()
 }
 
 pub fn diff_snapshot(
