@@ -30,6 +30,18 @@ const LEAN: [&str; 17] = [
     "recover_cell",
 ];
 
+/// Calls a tool the server does not list. The answer must be a refusal
+/// (`isError`), never a JSON-RPC error; its `error` object is returned.
+async fn call_unlisted(c: &Client, tool: &str, args: Value) -> Value {
+    let args = args.as_object().cloned().unwrap_or_default();
+    let result = c
+        .call_tool(rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: JSON-RPC failure instead of a refusal: {e}"));
+    assert_eq!(result.is_error, Some(true), "{tool}: {result:?}");
+    result.structured_content.expect("structuredContent")["error"].clone()
+}
+
 async fn names(c: &Client) -> BTreeSet<String> {
     c.list_all_tools()
         .await
@@ -47,19 +59,16 @@ async fn a_lean_server_lists_only_its_sets_and_refuses_the_rest_naming_the_set()
     assert_eq!(names(&c).await, want);
 
     create(&c, "n.ipynb", &["x = 1"]).await;
-    let refused = call(
+    let refused = call_unlisted(
         &c,
         "snapshot_notebook",
         json!({"path": "n.ipynb", "name": "s"}),
     )
     .await;
-    assert_eq!(refused.code(), "invalid_argument");
-    assert_eq!(refused.error()["toolset"], json!("snapshots"));
-    assert_eq!(
-        refused.error()["enabled"],
-        json!(["read", "edit", "collab"])
-    );
-    let message = refused.error()["message"].as_str().unwrap();
+    assert_eq!(refused["code"], json!("invalid_argument"));
+    assert_eq!(refused["toolset"], json!("snapshots"));
+    assert_eq!(refused["enabled"], json!(["read", "edit", "collab"]));
+    let message = refused["message"].as_str().unwrap();
     assert!(
         message.contains("snapshots") && message.contains("--toolsets"),
         "{message}"
@@ -159,14 +168,14 @@ async fn processes_with_different_toolsets_share_one_store_and_each_refuses_by_i
         .await
         .ok();
     assert_eq!(read["current_version"], json!(2));
-    let refused = call(&owner, "list_snapshots", json!({"path": "n.ipynb"})).await;
-    assert_eq!(refused.code(), "invalid_argument");
-    assert_eq!(refused.error()["toolset"], json!("snapshots"));
+    let refused = call_unlisted(&owner, "list_snapshots", json!({"path": "n.ipynb"})).await;
+    assert_eq!(refused["code"], json!("invalid_argument"));
+    assert_eq!(refused["toolset"], json!("snapshots"));
 
     // A third, lean and attached, refuses locally what the owner would run.
     let lean = connect_with(dir.path(), "lean", &["--toolsets", "edit"]).await;
-    let refused = call(&lean, "get_notebook_outline", json!({"path": "n.ipynb"})).await;
-    assert_eq!(refused.error()["toolset"], json!("read"));
+    let refused = call_unlisted(&lean, "get_notebook_outline", json!({"path": "n.ipynb"})).await;
+    assert_eq!(refused["toolset"], json!("read"));
     let upd = call(
         &lean,
         "insert_cell",
@@ -193,13 +202,13 @@ async fn over_http_both_protocol_eras_see_only_the_servers_toolsets() {
         let listed = names(&c).await;
         assert_eq!(listed.len(), 11, "{listed:?}");
         assert!(listed.contains("update_cell") && !listed.contains("lock_cells"));
-        let refused = call(
+        let refused = call_unlisted(
             &c,
             "lock_cells",
             json!({"path": "n.ipynb", "cell_id": "abcd"}),
         )
         .await;
-        assert_eq!(refused.error()["toolset"], json!("collab"));
+        assert_eq!(refused["toolset"], json!("collab"));
         c.cancel().await.unwrap();
     }
     server.kill().unwrap();
