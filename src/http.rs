@@ -3,9 +3,12 @@
 //! The same `NotebookServer` as on stdio, mounted with rmcp's streamable
 //! HTTP service. Around it: a bearer token (required off loopback; when set,
 //! on every request, compared in constant time, never logged), rmcp's Host
-//! and Origin checks kept on, and a cap on concurrent requests. Identity and
-//! locks never depend on the connection: both protocol eras (2026-07-28
-//! stateless and 2025-11-25 sessions) reach the same engine.
+//! and Origin checks kept on (the server's own origins and `--allowed-origin`
+//! pass, any other Origin is 403), a body limit of one MCP message (16 MiB,
+//! as on stdio; a larger body gets 413 with the reason), and a cap on
+//! concurrent requests.
+//! Identity and locks never depend on the connection: both protocol eras
+//! (2026-07-28 stateless and 2025-11-25 sessions) reach the same engine.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,9 +24,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Front;
+use crate::lines::MESSAGE_LIMIT;
 
 /// Requests served at once; past it, callers get 503 and retry.
 const MAX_CONCURRENT: usize = 256;
+
+/// A body over the message limit is still read to its end, up to this
+/// much, before the 413: a server that answers and closes while the client
+/// is still sending resets the connection, and the reset can swallow the
+/// answer.
+const DRAIN_LIMIT: u64 = 256 << 20;
 
 pub struct HttpOptions {
     /// `HOST:PORT`, or `PORT` meaning 127.0.0.1.
@@ -49,6 +59,34 @@ pub fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
+/// The server's own origins: `http://` + each allowed Host's name with the
+/// port the server listens on (§8.11), never another port.
+fn own_origins(hosts: &[String], port: u16) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| {
+            let name = host_name(h);
+            if name.contains(':') {
+                format!("http://[{name}]:{port}")
+            } else {
+                format!("http://{name}:{port}")
+            }
+        })
+        .collect()
+}
+
+/// The name part of a Host value: `[::1]:80` → `::1`, `a.lan:80` → `a.lan`,
+/// a bare IPv6 address as it is.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.split_once(':') {
+        Some((name, port)) if !port.contains(':') => name,
+        _ => host,
+    }
+}
+
 /// Equal without leaking where they differ: compare digests byte by byte.
 fn same_secret(a: &str, b: &str) -> bool {
     let (x, y) = (blake3::hash(a.as_bytes()), blake3::hash(b.as_bytes()));
@@ -57,6 +95,31 @@ fn same_secret(a: &str, b: &str) -> bool {
         .zip(y.as_bytes())
         .fold(0u8, |acc, (p, q)| acc | (p ^ q))
         == 0
+}
+
+/// The 413 for a body over [`MESSAGE_LIMIT`] (§8.12).
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body over {MESSAGE_LIMIT} bytes (16 MiB), the limit of one MCP message; nothing was done: send less at once (a cell source is at most 1 MiB; split a large batch over several calls)\n"
+        ),
+    )
+        .into_response()
+}
+
+/// Reads and drops the body, up to [`DRAIN_LIMIT`] bytes.
+async fn drain(mut body: axum::body::Body) {
+    use axum::body::HttpBody;
+    let mut read = 0u64;
+    while read <= DRAIN_LIMIT {
+        match std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
 }
 
 fn unauthorized() -> Response {
@@ -88,11 +151,16 @@ pub async fn serve(
         hosts.push(bound.ip().to_string());
     }
     hosts.extend(opts.allowed_hosts);
-    // Browsers may only call in from origins named explicitly.
+    // A browser may call in from a page of this server itself, or from an
+    // origin named explicitly; any other is a cross-site request (a DNS
+    // rebinding page keeps its own origin even when its Host is ours).
+    let mut origins = own_origins(&hosts, bound.port());
+    origins.extend(opts.allowed_origins);
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
-        .with_allowed_origins(opts.allowed_origins)
+        .with_allowed_origins(origins)
         .enforce_origin_validation()
+        .with_max_request_body_bytes(MESSAGE_LIMIT)
         .with_cancellation_token(shutdown.child_token());
     let service = StreamableHttpService::new(
         move || Ok(front.clone()),
@@ -116,6 +184,15 @@ pub async fn serve(
                     return unauthorized();
                 }
             }
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MESSAGE_LIMIT as u64) {
+                drain(req.into_body()).await;
+                return too_large();
+            }
             let Ok(_slot) = slots.try_acquire_owned() else {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -123,7 +200,13 @@ pub async fn serve(
                 )
                     .into_response();
             };
-            next.run(req).await
+            let response = next.run(req).await;
+            // A body without a length is measured by rmcp as it streams in;
+            // its 413 gets the same reason and advice.
+            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                return too_large();
+            }
+            response
         }
     });
     let app = axum::Router::new()
@@ -159,6 +242,23 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_addr("nope").is_err());
+    }
+
+    #[test]
+    fn own_origins_are_each_allowed_host_on_the_servers_port() {
+        let hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "a.lan:8080", "[fe80::1]:9"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            own_origins(&hosts, 8765),
+            [
+                "http://localhost:8765",
+                "http://127.0.0.1:8765",
+                "http://[::1]:8765",
+                "http://a.lan:8765",
+                "http://[fe80::1]:8765",
+            ]
+        );
     }
 
     #[test]

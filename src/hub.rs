@@ -9,18 +9,24 @@
 //! caller's declared client name in `_meta`. So there is one engine, one
 //! version sequence and one place where long-polls wake.
 //!
+//! The link carries MCP through [`crate::lines`], whose limit is larger
+//! than the front door's, so any call a process took can be forwarded, and
+//! an answer too large for the link still ends its call (with an error).
+//!
 //! A supervisor task per process keeps it owner or attached. When the link
 //! to the owner drops (the owner exited or was killed), the attached
 //! process tries the socket again and, finding no one, takes the store's
 //! lock itself; whoever gets it replays the log (every returned write was
 //! flushed, so none is lost), removes the stale socket and listens.
 //!
-//! A forwarded read whose owner dies is retried on the next owner. A
-//! forwarded write whose owner dies may or may not have committed: it
-//! answers `unavailable` with `retryable: true, outcome: "unknown"`, and a
-//! retry with the same `request_id` is safe. An owner that stops cleanly
-//! first finishes its in-flight calls and refuses new ones with a handover
-//! answer (nothing applied) that attached processes retry on their own.
+//! The owner's answer is passed through as it is, a protocol-level refusal
+//! (an unknown tool) included. A forwarded read whose owner dies is
+//! retried on the next owner. A forwarded write whose owner dies may or
+//! may not have committed: it answers `unavailable` with `retryable: true,
+//! outcome: "unknown"`, and a retry with the same `request_id` is safe. An
+//! owner that stops cleanly first finishes its in-flight calls and refuses
+//! new ones with a handover answer (nothing applied) that attached
+//! processes retry on their own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +49,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::error::ToolError;
+use crate::lines::{self, LINK_LIMIT};
 use crate::store::{Store, StoreError};
 use crate::tools::sets::{Toolset, Toolsets};
 use crate::tools::{NotebookServer, common};
@@ -472,7 +479,8 @@ async fn attach(hub: &Hub) -> anyhow::Result<Option<(AttachedService, u64)>> {
         generation,
         retire: hub.retire.clone(),
     };
-    match client.serve(stream).await {
+    let (read, write) = stream.into_split();
+    match client.serve(lines::client(read, write, LINK_LIMIT)).await {
         Ok(service) => Ok(Some((service, generation))),
         Err(_) => Ok(None),
     }
@@ -585,7 +593,9 @@ async fn session(hub: Arc<Hub>, stream: UnixStream, root: String) -> anyhow::Res
         return tokio::task::spawn_blocking(move || send_dump(engine.store(), &mut out)).await?;
     }
     let front = Front::new(hub.clone(), true);
-    let service = front.serve(stream.into_inner()).await?;
+    let (read, write) = stream.into_inner().into_split();
+    let link = lines::server(read, write, LINK_LIMIT, "an attached process's socket");
+    let service = front.serve(link).await?;
     let cancel = service.cancellation_token();
     let peer = service.peer().clone();
     let mut ended = tokio::spawn(async move {
@@ -735,8 +745,8 @@ impl Front {
                     );
                     let _sent = link.in_flight.enter();
                     let answer = tokio::select! {
-                        a = link.peer.call_tool(forwarded) => a.map_err(|e| e.to_string()),
-                        _ = link.dead.cancelled() => Err("the link to the owner is closed".into()),
+                        a = link.peer.call_tool(forwarded) => a,
+                        _ = link.dead.cancelled() => Err(rmcp::ServiceError::TransportClosed),
                         _ = context.ct.cancelled() => {
                             return Ok(complete(unavailable("cancelled", None)));
                         }
@@ -753,6 +763,10 @@ impl Front {
                             result.result_type = Some(rmcp::model::ResultType::COMPLETE);
                             return Ok(complete(result));
                         }
+                        // The owner is alive and refused the call at the
+                        // protocol level (an unknown tool, malformed
+                        // params): that is its answer to our caller.
+                        Err(rmcp::ServiceError::McpError(refusal)) => return Err(refusal),
                         Err(e) => {
                             tracing::warn!(error = %e, tool = %request.name, "the store's owner went away during a call");
                             link.dead.cancel();

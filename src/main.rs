@@ -8,6 +8,7 @@ use rmcp::ServiceExt;
 
 use nbledger::audit::{self, Audit, AuditError, text::Paint};
 use nbledger::hub::{Front, Hub};
+use nbledger::lines::MESSAGE_LIMIT;
 use nbledger::tools::sets::Toolsets;
 
 #[derive(Parser)]
@@ -51,7 +52,7 @@ struct HttpArgs {
     /// Another Host header value to accept (besides localhost names and the bound address).
     #[arg(long, value_name = "HOST", requires = "http")]
     allowed_host: Vec<String>,
-    /// A browser Origin allowed to call in (e.g. https://app.example.com:443); none by default.
+    /// Another browser Origin allowed to call in (e.g. https://app.example.com:443); the server's own (http://HOST:PORT for each allowed Host) always is.
     #[arg(long, value_name = "ORIGIN", requires = "http")]
     allowed_origin: Vec<String>,
 }
@@ -390,7 +391,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 served?;
                 return Ok(exit_code(&hub));
             }
-            let service = front.serve(rmcp::transport::stdio()).await?;
+            // rmcp alone would drop a line over its limit and leave the
+            // client waiting: the guard answers it instead (§8.12).
+            let (stdin, stdout) = rmcp::transport::stdio();
+            let link = nbledger::lines::server(stdin, stdout, MESSAGE_LIMIT, "stdin");
+            let service = front.serve(link).await?;
             let cancel = service.cancellation_token();
             let fatal = hub.fatal();
             tokio::spawn(async move {

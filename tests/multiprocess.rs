@@ -505,3 +505,84 @@ async fn sigterm_on_the_owner_finishes_its_calls_and_hands_over_without_errors()
     let polled = poll.await.unwrap();
     assert!(!polled.is_error, "{}", polled.value);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tool_through_an_attached_process_gets_the_owners_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let owner = connect(root, "owner").await;
+    common::create(&owner, "n.ipynb", &["x = 1"]).await;
+    let attached = connect(root, "attached").await;
+    let direct = try_call(&owner, "no_such_tool", json!({"path": "n.ipynb"}))
+        .await
+        .expect_err("the owner refuses an unknown tool at the protocol level");
+    let forwarded = try_call(&attached, "no_such_tool", json!({"path": "n.ipynb"}))
+        .await
+        .expect_err("the same refusal through the attached process, not a tool result");
+    let (rmcp::ServiceError::McpError(direct), rmcp::ServiceError::McpError(forwarded)) =
+        (&direct, &forwarded)
+    else {
+        panic!("JSON-RPC errors expected: {direct:?} / {forwarded:?}");
+    };
+    assert_eq!(forwarded.code, direct.code);
+    assert_eq!(forwarded.message, direct.message);
+    // Nothing was taken for a dead owner: the attached process goes on.
+    let r = call(
+        &attached,
+        "insert_cell",
+        json!({"path": "n.ipynb", "source": "y = 2"}),
+    )
+    .await
+    .ok();
+    assert_eq!(r["version"], json!(2));
+    assert!(
+        root.join(".nbledger").join(nbledger::hub::SOCKET).exists(),
+        "the owner still owns the store"
+    );
+}
+
+/// A call the front door takes (a stdio line just under 16 MiB) grows on
+/// its way to the owner (the caller's name is added): the link between
+/// processes still carries it, and the caller gets the owner's answer.
+#[test]
+fn a_request_at_the_stdio_limit_is_answered_through_an_attached_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut owner = common::RawStdio::start(root, "owner");
+    let created = owner.call(
+        1,
+        "create_notebook",
+        json!({"path": "n.ipynb", "cells": [{"source": "x = 1"}]}),
+    );
+    let id = created["result"]["structuredContent"]["cell_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut attached = common::RawStdio::start(root, "attached");
+    assert!(root.join(".nbledger").join(nbledger::hub::SOCKET).exists());
+    let request = |source: &str| {
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "update_cell",
+            "arguments": {"path": "n.ipynb", "cell_id": id, "source": source}}})
+        .to_string()
+    };
+    let fill = (16 << 20) - 1 - request("").len();
+    let line = request(&"a".repeat(fill));
+    assert_eq!(line.len(), (16 << 20) - 1);
+    assert!(attached.send(&line));
+    let answer = attached.recv().expect("an answer, not the end of output");
+    assert_eq!(answer["id"], 2);
+    // The owner's own refusal: a cell source is at most 1 MiB.
+    let error = &answer["result"]["structuredContent"]["error"];
+    assert_eq!(error["code"], "too_large", "{answer:.500}");
+    let r = attached.call(
+        3,
+        "update_cell",
+        json!({"path": "n.ipynb", "cell_id": id, "source": "x = 2"}),
+    );
+    assert_eq!(r["result"]["structuredContent"]["version"], json!(2), "{r}");
+    let (status, _) = attached.finish();
+    assert!(status.success());
+    let (status, _) = owner.finish();
+    assert!(status.success());
+}

@@ -307,3 +307,37 @@ async fn restore_respects_locks_and_snapshot_arguments_are_checked() {
     );
     c.cancel().await.unwrap();
 }
+
+/// A restore onto the snapshot's own content appends nothing and takes no
+/// backup: the result says `changed: false` and has no `backup_snapshot`
+/// (its schema says a string, so it is left out rather than null).
+#[tokio::test]
+async fn restoring_the_current_content_changes_nothing_and_names_no_backup() {
+    let dir = tmp();
+    let c = connect(dir.path(), "agent-a").await;
+    create(&c, "n.ipynb", &["a = 1"]).await;
+    let snap = call(
+        &c,
+        "snapshot_notebook",
+        json!({"path": "n.ipynb", "name": "s"}),
+    )
+    .await
+    .ok();
+    let r = call(
+        &c,
+        "restore_snapshot",
+        json!({"path": "n.ipynb", "name": "s"}),
+    )
+    .await
+    .ok();
+    assert_eq!(r["changed"], false, "{r}");
+    assert_eq!(r["current_version"], snap["version"], "{r}");
+    assert_eq!(r["cell_count"], 1, "{r}");
+    assert!(r.get("backup_snapshot").is_none(), "{r}");
+    assert!(r.get("version").is_none(), "{r}");
+    let listed = call(&c, "list_snapshots", json!({"path": "n.ipynb"}))
+        .await
+        .ok();
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 1, "{listed}");
+    c.cancel().await.unwrap();
+}

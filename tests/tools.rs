@@ -666,3 +666,126 @@ async fn reads_page_large_outputs_and_omit_images() {
     assert_eq!(s["matches"][0]["output_index"], 1);
     c.cancel().await.unwrap();
 }
+
+/// §8.8: a file written with cell ids says nbformat_minor ≥ 5. The raise is
+/// in the log (the insert's own event), so a restart replays the same
+/// header, finds the file as the log wrote it, and `verify` agrees.
+#[tokio::test]
+async fn an_empty_old_notebook_that_gains_a_cell_is_written_as_4_5() {
+    let dir = tmp();
+    std::fs::write(
+        dir.path().join("old.ipynb"),
+        r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 0}"#,
+    )
+    .unwrap();
+    let c = connect(dir.path(), "agent-a").await;
+    let ins = call(
+        &c,
+        "insert_cell",
+        json!({"path": "old.ipynb", "source": "x"}),
+    )
+    .await
+    .ok();
+    let file = file_json(dir.path(), "old.ipynb");
+    assert_eq!(file["nbformat_minor"], 5, "{file}");
+    assert_eq!(file["cells"][0]["id"], ins["cell_id"]);
+    c.cancel().await.unwrap();
+
+    let c = connect(dir.path(), "agent-a").await;
+    let r = call(&c, "get_notebook_content", json!({"path": "old.ipynb"}))
+        .await
+        .ok();
+    assert_eq!(
+        r["current_version"], ins["version"],
+        "no outside change seen"
+    );
+    c.cancel().await.unwrap();
+    let verify = std::process::Command::new(common::bin())
+        .args(["verify", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// Writes `bytes` as an outside save that settled a while ago (so that no
+/// rule for files still being written applies to it).
+fn save_settled(path: &std::path::Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+}
+
+/// §8.8: a cell id not matching `^[A-Za-z0-9_-]{1,64}$` fails nbformat's
+/// schema, so the file is `invalid_notebook`, whether the log has never
+/// seen it (import) or knew it (an outside change): reads and writes are
+/// refused, nothing is appended and the file is left as it is.
+#[tokio::test]
+async fn malformed_cell_ids_make_the_file_invalid_on_import_and_on_an_outside_change() {
+    let dir = tmp();
+    let c = connect(dir.path(), "agent-a").await;
+    let ids = create(&c, "known.ipynb", &["a", "b"]).await;
+    let known = dir.path().join("known.ipynb");
+    let good = std::fs::read(&known).unwrap();
+    let malformed = [
+        json!("$illegal_chars"),
+        json!(""),
+        json!("a".repeat(65)),
+        json!("with space"),
+        json!("é"),
+        json!(7),
+        Value::Null,
+    ];
+    for (k, bad) in malformed.iter().enumerate() {
+        let mut f: Value = serde_json::from_slice(&good).unwrap();
+        f["cells"][1]["id"] = bad.clone();
+        let text = serde_json::to_string_pretty(&f).unwrap();
+        let new = format!("new{k}.ipynb");
+        save_settled(&dir.path().join(&new), text.as_bytes());
+        save_settled(&known, text.as_bytes());
+        for path in [new.as_str(), "known.ipynb"] {
+            for (tool, args) in [
+                ("get_notebook_content", json!({"path": path})),
+                ("insert_cell", json!({"path": path, "source": "x"})),
+                (
+                    "update_cell",
+                    json!({"path": path, "index": 0, "source": "x"}),
+                ),
+            ] {
+                let r = call(&c, tool, args).await;
+                assert_eq!(r.code(), "invalid_notebook", "{tool} {path} id {bad}");
+                let reason = r.error()["reason"].as_str().unwrap();
+                assert!(reason.contains("invalid id"), "{tool} {path}: {reason}");
+            }
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(path)).unwrap(),
+                text,
+                "{path} was changed"
+            );
+        }
+        // The good file back: the log takes up where it was.
+        save_settled(&known, &good);
+        let got: Vec<String> = cells(&c, "known.ipynb")
+            .await
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(got, ids);
+    }
+    let listed = call(&c, "list_notebooks", json!({})).await.ok();
+    for nb in listed["notebooks"].as_array().unwrap() {
+        let want = if nb["path"] == "known.ipynb" { 1 } else { 0 };
+        assert_eq!(nb["current_version"], want, "{nb}");
+        assert_eq!(nb["imported"], want == 1, "{nb}");
+    }
+    c.cancel().await.unwrap();
+}

@@ -36,6 +36,8 @@ impl Engine {
             result.insert("client_name".into(), json!(actor.client_name));
             return Ok(result);
         }
+        let paths: Vec<&str> = nps.iter().map(|np| np.rel.as_str()).collect();
+        let changes = notebook::raise_minor_for_ids(&inner.ws, &paths, plan.changes);
         let event = Event {
             version: 0,
             timestamp_ms: 0,
@@ -47,7 +49,7 @@ impl Engine {
             request_id: actor.request_id.clone(),
             result: String::new(),
             summary: plan.summary,
-            changes: plan.changes,
+            changes,
             files: Vec::new(),
         };
         let make = plan.result;

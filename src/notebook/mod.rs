@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::events::{Cell, CellType, Change, Hash, Header};
 use crate::ipynb::{self, RawCell, RawNotebook};
-use crate::projections::NotebookState;
+use crate::projections::{NotebookState, Workspace};
 
 mod merge;
 pub mod repair;
@@ -123,6 +123,69 @@ pub fn raw_header(h: &Header) -> RawNotebook {
         extra: parse_object(&h.extra),
         cells: Vec::new(),
     }
+}
+
+/// The first nbformat 4 minor whose schema has cell ids.
+pub const MINOR_WITH_IDS: u64 = 5;
+
+/// `header` as a file whose cells have ids must say it: nbformat refuses an
+/// `id` key below 4.5, and nbledger writes every cell with its id (§8.8).
+pub fn header_with_ids(header: &Header) -> Header {
+    let mut h = header.clone();
+    if h.nbformat == 4 && h.nbformat_minor < MINOR_WITH_IDS {
+        h.nbformat_minor = MINOR_WITH_IDS;
+    }
+    h
+}
+
+/// `changes` of an event that writes the files of `paths`, plus a header
+/// change to 4.5 for each of them that the event leaves holding cells under
+/// an older minor (an empty 4.0 notebook gaining a cell, a file saved
+/// outside by an old tool). The raise is a change of the event itself, so
+/// the log says what the file says and replay needs no rule of its own.
+pub fn raise_minor_for_ids(
+    ws: &Workspace,
+    paths: &[&str],
+    mut changes: Vec<Change>,
+) -> Vec<Change> {
+    for &path in paths {
+        let nb = ws.notebook(path);
+        let mut header = nb.map(|n| n.header.clone());
+        let mut cells = nb.map_or(0, |n| n.cells.len());
+        // After the event's last header change for `path`, else before its
+        // first change: the header the raise starts from is then exact.
+        let mut at = None;
+        for (i, c) in changes.iter().enumerate().filter(|(_, c)| c.path() == path) {
+            match c {
+                Change::NotebookCreated { header: h, .. } | Change::HeaderSet { after: h, .. } => {
+                    header = Some(h.clone());
+                    at = Some(i + 1);
+                }
+                Change::CellInserted { .. }
+                | Change::CellCopied { .. }
+                | Change::CellMovedIn { .. } => cells += 1,
+                Change::CellDeleted { .. } | Change::CellMovedOut { .. } => {
+                    cells = cells.saturating_sub(1)
+                }
+                _ => {}
+            }
+            at.get_or_insert(i);
+        }
+        let Some(before) = header else { continue };
+        let after = header_with_ids(&before);
+        if cells > 0 && after != before {
+            let at = at.unwrap_or(changes.len());
+            changes.insert(
+                at,
+                Change::HeaderSet {
+                    path: path.to_owned(),
+                    before,
+                    after,
+                },
+            );
+        }
+    }
+    changes
 }
 
 /// The changes that bring a file into the log for the first time, and
@@ -590,6 +653,128 @@ mod tests {
         let got: Vec<&str> = after.cells.iter().map(|c| c.cell.id.as_str()).collect();
         assert_eq!(got, want);
     }
+    fn old_header(minor: u64) -> Header {
+        Header {
+            nbformat: 4,
+            nbformat_minor: minor,
+            metadata: "{}".into(),
+            extra: "{}".into(),
+        }
+    }
+
+    fn with_notebook(header: Header, cells: usize) -> Workspace {
+        let mut changes = vec![Change::NotebookCreated {
+            path: "n.ipynb".into(),
+            header,
+        }];
+        for i in 0..cells {
+            changes.push(Change::CellInserted {
+                path: "n.ipynb".into(),
+                index: i as u32,
+                cell: Arc::new(Cell::new(
+                    format!("c{i}"),
+                    CellType::Code,
+                    String::new(),
+                    None,
+                )),
+            });
+        }
+        let mut ws = Workspace::default();
+        ws.apply(&event(1, changes));
+        ws
+    }
+
+    fn insert_one() -> Change {
+        Change::CellInserted {
+            path: "n.ipynb".into(),
+            index: 0,
+            cell: Arc::new(Cell::new("new1".into(), CellType::Code, "x".into(), None)),
+        }
+    }
+
+    #[test]
+    fn a_cell_entering_an_old_notebook_raises_it_to_4_5_first() {
+        for minor in 0..5 {
+            let ws = with_notebook(old_header(minor), 0);
+            let changes = raise_minor_for_ids(&ws, &["n.ipynb"], vec![insert_one()]);
+            assert_eq!(
+                changes[0],
+                Change::HeaderSet {
+                    path: "n.ipynb".into(),
+                    before: old_header(minor),
+                    after: old_header(5),
+                }
+            );
+            assert_eq!(changes[1], insert_one());
+        }
+    }
+
+    #[test]
+    fn any_write_of_an_old_notebook_with_cells_raises_it() {
+        let ws = with_notebook(old_header(4), 2);
+        let lock = Change::LockAcquired {
+            path: "n.ipynb".into(),
+            cell_id: "c0".into(),
+            owner: "a".into(),
+            acquired_at: 0,
+            expires_at: 1,
+        };
+        let changes = raise_minor_for_ids(&ws, &["n.ipynb"], vec![lock.clone()]);
+        assert!(
+            matches!(&changes[0], Change::HeaderSet { after, .. } if after.nbformat_minor == 5)
+        );
+        assert_eq!(changes[1], lock);
+    }
+
+    #[test]
+    fn the_raise_follows_the_events_own_header_change() {
+        let ws = with_notebook(old_header(5), 1);
+        let set = Change::HeaderSet {
+            path: "n.ipynb".into(),
+            before: old_header(5),
+            after: old_header(2),
+        };
+        let changes = raise_minor_for_ids(&ws, &["n.ipynb"], vec![insert_one(), set.clone()]);
+        assert_eq!(changes[..2], [insert_one(), set]);
+        assert_eq!(
+            changes[2],
+            Change::HeaderSet {
+                path: "n.ipynb".into(),
+                before: old_header(2),
+                after: old_header(5),
+            }
+        );
+    }
+
+    #[test]
+    fn empty_new_or_future_notebooks_are_left_as_they_are() {
+        // Left empty: no ids are written, and 4.0 stays valid.
+        let ws = with_notebook(old_header(0), 1);
+        let delete = Change::CellDeleted {
+            path: "n.ipynb".into(),
+            index: 0,
+            after_cell_id: None,
+            cell: ws.notebooks["n.ipynb"].cells[0].cell.clone(),
+        };
+        assert_eq!(
+            raise_minor_for_ids(&ws, &["n.ipynb"], vec![delete.clone()]),
+            [delete]
+        );
+        for minor in [5, 6, 42] {
+            let ws = with_notebook(old_header(minor), 1);
+            assert_eq!(
+                raise_minor_for_ids(&ws, &["n.ipynb"], vec![insert_one()]),
+                [insert_one()]
+            );
+        }
+        // Another notebook's changes are not this one's.
+        let ws = with_notebook(old_header(0), 0);
+        assert_eq!(
+            raise_minor_for_ids(&ws, &["other.ipynb"], vec![insert_one()]),
+            [insert_one()]
+        );
+    }
+
     fn snap_cells(outputs: &str) -> Vec<Arc<Cell>> {
         let mut code = Cell::new(
             "c0de0001".into(),

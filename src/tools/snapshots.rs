@@ -14,7 +14,7 @@ use super::common::{check_locks, to_map};
 use crate::engine::{Actor, Engine, Plan, Presence};
 use crate::error::{ToolError, quote};
 use crate::events::{Cell, Change, Header, codec::hex};
-use crate::notebook::{snapshot_hash, transform};
+use crate::notebook::{header_with_ids, snapshot_hash, transform};
 use crate::projections::{NotebookState, Snapshot};
 use crate::time::rfc3339;
 
@@ -443,7 +443,14 @@ pub fn restore_snapshot(
             );
             let overrode = check_locks(nb, &touched, &who, a.force.unwrap_or(false), now)?;
 
-            let target_header: Header = snap.header.clone();
+            // A snapshot taken while the notebook said 4.0-4.4 comes back
+            // with its cells' ids, so as 4.5; saying so here keeps a restore
+            // that changes nothing an empty plan.
+            let target_header: Header = if snap.cells.is_empty() {
+                snap.header.clone()
+            } else {
+                header_with_ids(&snap.header)
+            };
             let restore = transform(
                 nb,
                 &target_header,
@@ -457,9 +464,9 @@ pub fn restore_snapshot(
                     summary: String::new(),
                     changes: Vec::new(),
                     cell_ids: Vec::new(),
-                    result: Box::new(|_, nb| {
-                        to_map(&json!({"backup_snapshot": null, "cell_count": nb.cells.len()}))
-                    }),
+                    // No backup was taken: the field is left out (its
+                    // schema says string, so null would break it).
+                    result: Box::new(|_, nb| to_map(&json!({"cell_count": nb.cells.len()}))),
                 });
             }
             let backup = format!("{RESERVED}{}", nb.current_version);

@@ -2,8 +2,10 @@
 //! stdio with the rmcp client, as an agent would.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
@@ -86,12 +88,14 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> Outcome {
         .unwrap_or_else(|e| panic!("{tool}: JSON-RPC failure instead of a tool result: {e}"))
 }
 
-/// A call whose transport may fail (the server was killed).
+/// A call whose transport may fail (the server was killed). Every result,
+/// success or refusal, must match the tool's declared `outputSchema`.
 pub async fn try_call(
     client: &Client,
     tool: &str,
     args: Value,
 ) -> Result<Outcome, rmcp::ServiceError> {
+    let schemas = output_schemas(client).await?;
     let args = args.as_object().cloned().unwrap_or_default();
     let result = client
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
@@ -102,11 +106,59 @@ pub async fn try_call(
         .and_then(|c| c.as_text())
         .map(|t| t.text.clone())
         .unwrap_or_default();
+    let value = result.structured_content.unwrap_or(Value::Null);
+    let schema = schemas
+        .get(tool)
+        .unwrap_or_else(|| panic!("{tool} answered but tools/list has no outputSchema for it"));
+    let faults: Vec<String> = schema
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        faults.is_empty(),
+        "{tool}: structuredContent does not match its outputSchema: {}\nstructuredContent: {value}",
+        faults.join("; ")
+    );
     Ok(Outcome {
         is_error: result.is_error == Some(true),
-        value: result.structured_content.unwrap_or(Value::Null),
+        value,
         text,
     })
+}
+
+type Schemas = Arc<HashMap<String, jsonschema::Validator>>;
+
+/// The compiled output schemas of the tools `client` was offered, listed
+/// once per client. Clients are keyed by address: one dropped and another
+/// made in its place talk to the same binary, whose schemas are the same.
+async fn output_schemas(client: &Client) -> Result<Schemas, rmcp::ServiceError> {
+    static CACHE: OnceLock<Mutex<HashMap<usize, Schemas>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = client as *const Client as usize;
+    if let Some(s) = cache.lock().unwrap().get(&key) {
+        return Ok(s.clone());
+    }
+    let mut compiled = HashMap::new();
+    for tool in client.list_all_tools().await? {
+        let schema = Value::Object(
+            (*tool
+                .output_schema
+                .unwrap_or_else(|| panic!("{} declares no outputSchema", tool.name)))
+            .clone(),
+        );
+        jsonschema::draft202012::new(&schema).unwrap_or_else(|e| {
+            panic!("{}: outputSchema is not valid JSON Schema: {e}", tool.name)
+        });
+        // Stricter than the schema itself: a top-level field the schema does
+        // not declare is one the agent was never told about.
+        let mut strict = schema;
+        strict["additionalProperties"] = Value::Bool(false);
+        let validator = jsonschema::draft202012::new(&strict).expect("still valid");
+        compiled.insert(tool.name.to_string(), validator);
+    }
+    let compiled = Arc::new(compiled);
+    cache.lock().unwrap().insert(key, compiled.clone());
+    Ok(compiled)
 }
 
 /// Creates `path` with code cells of the given sources; returns the ids.
@@ -260,4 +312,134 @@ pub async fn connect_child(root: &Path, name: &str) -> (Client, tokio::process::
     );
     let client = config.serve((stdout, stdin)).await.expect("handshake");
     (client, child)
+}
+
+/// A server spoken to in raw JSON-RPC lines over stdio, as a client that
+/// writes its own bytes would: for messages no MCP library would send.
+pub struct RawStdio {
+    pub child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<Option<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// How long a test waits for a line before calling it a hang (the failure
+/// this harness exists to catch); never reached by a passing test.
+const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl RawStdio {
+    /// `nbledger serve --root root`, initialized as client `name`.
+    pub fn start(root: &Path, name: &str) -> RawStdio {
+        let mut child = std::process::Command::new(bin())
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nbledger");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(n) if n > 0 => {
+                        if tx.send(Some(line)).is_err() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                }
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stderr(),
+                        format!("{line}\n").as_bytes(),
+                    );
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let stdin = child.stdin.take();
+        let mut raw = RawStdio {
+            child,
+            stdin,
+            lines,
+            stderr: Some(stderr),
+        };
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": name, "version": "1"}}});
+        raw.send(&init.to_string());
+        let answer = raw.recv().expect("an initialize answer");
+        assert_eq!(answer["id"], 0, "{answer}");
+        raw.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        raw
+    }
+
+    /// Writes `line` and a newline; `false` if the server stopped reading.
+    pub fn send(&mut self, line: &str) -> bool {
+        self.send_bytes(line.as_bytes())
+    }
+
+    pub fn send_bytes(&mut self, line: &[u8]) -> bool {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line).is_ok() && stdin.write_all(b"\n").is_ok() && stdin.flush().is_ok()
+    }
+
+    /// The next message the server writes; `None` at end of output.
+    /// Panics when nothing comes at all: the client would wait forever.
+    pub fn recv(&self) -> Option<Value> {
+        match self.lines.recv_timeout(HANG) {
+            Ok(Some(line)) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not one JSON message per line ({e}): {line:.200}")),
+            ),
+            Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the server neither answered nor closed: the client would wait forever")
+            }
+        }
+    }
+
+    /// A tool call; returns the whole JSON-RPC answer for `id`.
+    pub fn call(&mut self, id: u64, tool: &str, args: Value) -> Value {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}});
+        assert!(self.send(&req.to_string()), "the server stopped reading");
+        let answer = self.recv().expect("an answer, not the end of output");
+        assert_eq!(answer["id"], id, "{answer}");
+        answer
+    }
+
+    /// Closes stdin, waits for the process to exit; its status and all it
+    /// wrote on stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for RawStdio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

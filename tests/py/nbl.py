@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import anyio
 import nbformat
+from jsonschema import Draft202012Validator
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -163,22 +164,36 @@ class Tools:
     def __init__(self, peer: ClientSession | Client):
         self.peer = peer
         self.init = None
+        self._schemas: dict[str, Draft202012Validator] | None = None
 
     async def list_tools(self):
         return await self.peer.list_tools()
 
-    async def raw(self, name: str, **arguments: Any) -> CallToolResult:
+    # Positional-only: a tool's own `name` argument (snapshots) must not clash.
+    async def raw(self, name: str, /, **arguments: Any) -> CallToolResult:
         # A JSON-RPC error would raise MCPError here: tool refusals must not.
-        return await self.peer.call_tool(name, arguments)
+        # The SDK checks a success against the tool's outputSchema; a
+        # refusal is checked here, since every outputSchema allows `error`.
+        res = await self.peer.call_tool(name, arguments)
+        if res.is_error:
+            check_output_schema(name, (await self.output_schemas())[name], res.structured_content)
+        return res
 
-    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
+    async def output_schemas(self) -> dict[str, Draft202012Validator]:
+        """Each tool's outputSchema as a validator, listed once per session."""
+        if self._schemas is None:
+            listing = await self.peer.list_tools()
+            self._schemas = {t.name: Draft202012Validator(t.output_schema) for t in listing.tools}
+        return self._schemas
+
+    async def ok(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         res = await self.raw(name, **arguments)
         if res.is_error:
             raise ToolError(f"{name}({arguments!r}) failed: {res.structured_content!r}")
         check_text_mirrors_structured(res)
         return res.structured_content
 
-    async def err(self, name: str, **arguments: Any) -> dict[str, Any]:
+    async def err(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         res = await self.raw(name, **arguments)
         assert res.is_error is True, f"{name}({arguments!r}) should have failed, got {res.structured_content!r}"
         check_text_mirrors_structured(res)
@@ -188,6 +203,13 @@ class Tools:
         assert isinstance(error.get("code"), str) and error["code"], error
         assert isinstance(error.get("message"), str) and error["message"], error
         return error
+
+
+def check_output_schema(name: str, validator: Draft202012Validator, value: Any) -> None:
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+    assert not errors, f"{name}: structuredContent {value!r} does not match its outputSchema: " + "; ".join(
+        f"{e.message} at /{'/'.join(map(str, e.path))}" for e in errors
+    )
 
 
 def check_text_mirrors_structured(res: CallToolResult) -> None:
