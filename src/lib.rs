@@ -10,6 +10,7 @@ pub mod files;
 pub mod http;
 pub mod hub;
 pub mod ipynb;
+pub mod kernels;
 pub mod lines;
 pub mod notebook;
 pub mod paths;
