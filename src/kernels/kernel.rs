@@ -550,11 +550,15 @@ impl Driver {
     async fn died(&mut self, reason: String) {
         let reason = format!("the kernel died: {reason}");
         tracing::warn!(key = %self.place.key, "{reason}");
+        // Dead before the runs end: whoever sees them end and runs again
+        // must find this kernel dead (and get a fresh one), not queue on it.
+        self.state = KernelState::Dead;
+        let live = self.live.take();
         self.end_runs(RunStatus::KernelDied, &reason);
-        if let Some(live) = self.live.take() {
+        self.publish();
+        if let Some(live) = live {
             live.process.terminate(self.options.shutdown_grace).await;
         }
-        self.state = KernelState::Dead;
     }
 
     /// The shutdown ladder: `shutdown_request` on control, then SIGTERM to

@@ -2,8 +2,6 @@
 //! cell. Both are index range scans, so their cost does not grow with the
 //! rest of the log.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -20,36 +18,6 @@ use crate::time::rfc3339;
 pub const MAX_LIMIT: u64 = 1000;
 /// Longest a call may wait for a change (§4).
 pub const MAX_WAIT_MS: u64 = 60_000;
-/// Long-polls waiting at once per process (§8.4); past it, calls return at once.
-const MAX_WAITERS: usize = 256;
-
-static WAITERS: AtomicUsize = AtomicUsize::new(0);
-
-/// A place among the long-poll waiters; freed when dropped (also when the
-/// call is cancelled and its future dropped).
-pub struct WaitSlot(());
-
-impl WaitSlot {
-    pub fn take() -> Option<WaitSlot> {
-        let mut n = WAITERS.load(Ordering::SeqCst);
-        loop {
-            if n >= MAX_WAITERS {
-                return None;
-            }
-            match WAITERS.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Some(WaitSlot(())),
-                Err(now) => n = now,
-            }
-        }
-    }
-}
-
-impl Drop for WaitSlot {
-    fn drop(&mut self) {
-        WAITERS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Overridden>>) {
     let mine: Vec<&(String, String)> = event
         .overrode_locks

@@ -476,7 +476,7 @@ impl NotebookServer {
                 return done(out, Some(slot.is_some()));
             }
             if slot.is_none() {
-                slot = feed::WaitSlot::take();
+                slot = self.engine.wait_slot();
                 if slot.is_none() {
                     return done(out, Some(false));
                 }

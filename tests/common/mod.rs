@@ -28,7 +28,7 @@ pub fn bin() -> &'static str {
 }
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/nbformat")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nbformat")
 }
 
 /// A server process on `root`, with a client that declares itself `name`.

@@ -53,7 +53,7 @@ def binary() -> Path:
 
 
 def fixtures_dir() -> Path:
-    return Path(os.environ.get("NBLEDGER_FIXTURES") or REPO.parent / "shared" / "fixtures" / "nbformat")
+    return Path(os.environ.get("NBLEDGER_FIXTURES") or REPO / "tests" / "fixtures" / "nbformat")
 
 
 def server_params(root: Path) -> StdioServerParameters:
