@@ -419,6 +419,34 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
     )
     .await;
 
+    t.ok(
+        "update_cell_metadata",
+        json!({"path": n, "cell_id": ids[1], "metadata": {"k": 1}, "add_tags": ["t"]}),
+    )
+    .await;
+    t.ok(
+        "update_cell_metadata",
+        json!({"path": n, "cell_id": ids[1], "add_tags": ["t"]}),
+    )
+    .await;
+    t.refused(
+        "update_cell_metadata",
+        json!({"path": n, "cell_id": "ffffffff", "add_tags": ["t"]}),
+        "not_found",
+    )
+    .await;
+    t.ok(
+        "update_notebook_metadata",
+        json!({"path": n, "metadata": {"k": 1}}),
+    )
+    .await;
+    t.refused(
+        "update_notebook_metadata",
+        json!({"path": "nope.ipynb", "metadata": {"k": 1}}),
+        "not_found",
+    )
+    .await;
+
     // Each tool offered was called both ways.
     for tool in client.list_all_tools().await.unwrap() {
         for refused in [false, true] {
