@@ -447,6 +447,18 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
     )
     .await;
 
+    t.ok(
+        "revert_cell",
+        json!({"path": n, "cell_id": ids[1], "to_version": head["current_version"]}),
+    )
+    .await;
+    t.refused(
+        "revert_cell",
+        json!({"path": n, "cell_id": ids[1], "to_version": 1_000_000}),
+        "invalid_argument",
+    )
+    .await;
+
     // Each tool offered was called both ways.
     for tool in client.list_all_tools().await.unwrap() {
         for refused in [false, true] {

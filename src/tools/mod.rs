@@ -11,6 +11,7 @@ pub mod locks;
 pub mod metadata;
 pub mod read;
 pub mod reference;
+pub mod revert;
 pub mod schema;
 pub mod sets;
 pub mod snapshots;
@@ -525,6 +526,25 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: edit::RecoverArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             edit::recover_cell(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "revert_cell",
+        description = "Set a live cell's type, source and metadata back to what they were right after to_version (see get_cell_history), as one new event; outputs stay. For the whole notebook use restore_snapshot; for a deleted cell, recover_cell.",
+        input_schema = schema::input::<revert::RevertArgs>(),
+        output_schema = schema::output::<revert::RevertOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn revert_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: revert::RevertArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            revert::revert_cell(e, a, &who)
         })
         .await
     }

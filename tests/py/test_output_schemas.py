@@ -109,6 +109,10 @@ async def test_every_tool_result_matches_its_output_schema(root, mode):
         await s.ok("update_notebook_metadata", path=n, metadata={"k": 1})
         await s.err("update_notebook_metadata", "not_found", path="missing.ipynb", metadata={"k": 1})
 
+        latest = await s.ok("get_notebook_changes", path=n)
+        await s.ok("revert_cell", path=n, cell_id=a, to_version=latest["current_version"])
+        await s.err("revert_cell", "invalid_argument", path=n, cell_id=a, to_version=10**6)
+
         listed = {tool.name for tool in (await t.list_tools()).tools}
         assert listed >= nbl.TOOLS
         missing = {(name, refused) for name in listed for refused in (False, True)} - s.calls
