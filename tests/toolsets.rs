@@ -28,6 +28,7 @@ const LEAN: [&str; 17] = [
     "get_notebook_changes",
     "get_cell_history",
     "recover_cell",
+    "revert_cell",
 ];
 
 /// Calls a tool the server does not list. The answer must be a refusal
