@@ -9,6 +9,7 @@ pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod read;
+pub mod runs;
 pub mod snapshots;
 pub mod transfer;
 mod walk;
@@ -37,6 +38,7 @@ Every result has structuredContent; refusals have isError and error.code.";
 #[derive(Clone)]
 pub struct NotebookServer {
     engine: Arc<Engine>,
+    runner: Arc<crate::runs::Runner>,
     tool_router: ToolRouter<Self>,
     /// Cancelled when the process stops: long-polls answer at once.
     stop: tokio_util::sync::CancellationToken,
@@ -45,9 +47,10 @@ pub struct NotebookServer {
 type Answer = Result<(String, Map<String, Value>), ToolError>;
 
 impl NotebookServer {
-    pub fn new(engine: Arc<Engine>) -> NotebookServer {
+    pub fn new(engine: Arc<Engine>, runner: Arc<crate::runs::Runner>) -> NotebookServer {
         NotebookServer {
             engine,
+            runner,
             tool_router: Self::router(),
             stop: tokio_util::sync::CancellationToken::new(),
         }
@@ -71,6 +74,7 @@ impl NotebookServer {
             + Self::log_router()
             + Self::snapshot_router()
             + Self::transfer_router()
+            + Self::runs_router()
     }
 
     /// Every tool with its schemas and annotations (no engine needed).
@@ -597,6 +601,175 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             transfer::move_cells(e, a, &who)
+        })
+        .await
+    }
+}
+
+/// Answers an async tool's outcome.
+fn answer(out: Answer) -> Result<CallToolResult, ErrorData> {
+    Ok(match out {
+        Ok((summary, value)) => common::ok(&summary, value),
+        Err(e) => common::err(&e),
+    })
+}
+
+/// Running cells (§9): the `runs` tools.
+#[tool_router(router = runs_router)]
+impl NotebookServer {
+    #[tool(
+        name = "execute_cell",
+        description = "Run code cells on the notebook's Jupyter kernel (started on first use from metadata.kernelspec) and wait up to timeout_s for them: each run's status (ok, error with a traceback, ...), outputs and execution_count. Outputs are written to the cell and the file. Past timeout_s the runs go on: follow each with get_run wait_ms. Cells locked by another agent need force.",
+        input_schema = schema_for_input::<runs::ExecuteArgs>().expect("schema"),
+        output_schema = output_schema::<runs::ExecuteOut>(),
+        annotations(destructive_hint = true, open_world_hint = true)
+    )]
+    async fn execute_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: runs::ExecuteArgs = args::parse(raw)?;
+            let who = actor(a.client_name.clone(), a.request_id.clone(), declared)?;
+            runs::execute_cell(&self.runner, a, who, &self.stop).await
+        }
+        .await;
+        answer(out)
+    }
+
+    #[tool(
+        name = "get_run",
+        description = "One run by run_id: status, outputs, execution_count, times. With wait_ms, waits for a run still queued or running to end.",
+        input_schema = schema_for_input::<runs::GetRunArgs>().expect("schema"),
+        output_schema = output_schema::<runs::GetRunOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_run(
+        &self,
+        raw: JsonObject,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let out = async {
+            let a: runs::GetRunArgs = args::parse(raw)?;
+            runs::get_run(&self.runner, a, &self.stop).await
+        }
+        .await;
+        answer(out)
+    }
+
+    #[tool(
+        name = "list_runs",
+        description = "Runs on record, newest first, without outputs: who ran which cell, status, times. Filter by path, cell_id or status.",
+        input_schema = schema_for_input::<runs::ListRunsArgs>().expect("schema"),
+        output_schema = output_schema::<runs::ListRunsOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_runs(
+        &self,
+        raw: JsonObject,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(args::parse(raw).and_then(|a| runs::list_runs(&self.runner, a)))
+    }
+
+    #[tool(
+        name = "list_kernels",
+        description = "The kernels running now (one per notebook: state, execution_count, runs queued) and the kernelspecs that can be started.",
+        input_schema = schema_for_input::<runs::NoArgs>().expect("schema"),
+        output_schema = output_schema::<runs::ListKernelsOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_kernels(
+        &self,
+        raw: JsonObject,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(args::parse::<runs::NoArgs>(raw).and_then(|_| runs::list_kernels(&self.runner)))
+    }
+
+    #[tool(
+        name = "interrupt_kernel",
+        description = "Interrupt the run in the notebook's kernel (it ends interrupted; queued runs go on). The kernel keeps its state.",
+        input_schema = schema_for_input::<runs::KernelArgs>().expect("schema"),
+        output_schema = output_schema::<runs::InterruptOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn interrupt_kernel(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: runs::KernelArgs = args::parse(raw)?;
+            let who = actor(a.client_name.clone(), None, declared)?;
+            runs::interrupt_kernel(&self.runner, a, who).await
+        }
+        .await;
+        answer(out)
+    }
+
+    #[tool(
+        name = "restart_kernel",
+        description = "Restart the notebook's kernel, forgetting its variables (the running run ends interrupted, queued ones aborted). kernel_name switches kernelspec and records it in the notebook's metadata.",
+        input_schema = schema_for_input::<runs::RestartArgs>().expect("schema"),
+        output_schema = output_schema::<runs::RestartOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn restart_kernel(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: runs::RestartArgs = args::parse(raw)?;
+            let who = actor(a.client_name.clone(), None, declared)?;
+            runs::restart_kernel(&self.runner, a, who).await
+        }
+        .await;
+        answer(out)
+    }
+
+    #[tool(
+        name = "shutdown_kernel",
+        description = "Stop the notebook's kernel (the running run ends interrupted, queued ones aborted). The next run starts a fresh one.",
+        input_schema = schema_for_input::<runs::KernelArgs>().expect("schema"),
+        output_schema = output_schema::<runs::VersionOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn shutdown_kernel(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: runs::KernelArgs = args::parse(raw)?;
+            let who = actor(a.client_name.clone(), None, declared)?;
+            runs::shutdown_kernel(&self.runner, a, who).await
+        }
+        .await;
+        answer(out)
+    }
+
+    #[tool(
+        name = "clear_outputs",
+        description = "Empty the outputs and execution_count of code cells (every code cell by default), as JupyterLab's Clear Outputs does. Counts as a change of those cells for expected_version.",
+        input_schema = schema_for_input::<runs::ClearArgs>().expect("schema"),
+        output_schema = output_schema::<runs::ClearOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn clear_outputs(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: runs::ClearArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            runs::clear_outputs(e, a, &who)
         })
         .await
     }
