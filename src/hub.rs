@@ -52,6 +52,7 @@ use crate::error::ToolError;
 use crate::lines::{self, LINK_LIMIT};
 use crate::runs::Runner;
 use crate::store::{Store, StoreError};
+use crate::tools::sets::{Toolset, Toolsets};
 use crate::tools::{NotebookServer, common};
 
 /// The owner's socket, inside the data folder.
@@ -642,7 +643,9 @@ pub struct Front {
     hub: Arc<Hub>,
     /// Serving an attached process: the caller's name comes in `_meta`.
     forwarded: bool,
-    tools: Arc<Vec<Tool>>,
+    tools: Arc<Vec<(Toolset, Tool)>>,
+    /// What this process lists and runs for its own clients.
+    toolsets: Toolsets,
 }
 
 impl Front {
@@ -651,11 +654,26 @@ impl Front {
             hub,
             forwarded,
             tools: Arc::new(NotebookServer::catalog()),
+            toolsets: Toolsets::all(),
         }
     }
 
+    /// Lists and runs only these sets. The owner's face for an attached
+    /// process keeps them all: that process refuses by its own sets.
+    pub fn with_toolsets(mut self, toolsets: Toolsets) -> Front {
+        self.toolsets = toolsets;
+        self
+    }
+
+    fn listed(&self) -> impl Iterator<Item = &Tool> {
+        self.tools
+            .iter()
+            .filter(|(set, _)| self.toolsets.contains(*set))
+            .map(|(_, t)| t)
+    }
+
     fn read_only(&self, name: &str) -> bool {
-        self.tools.iter().any(|t| {
+        self.tools.iter().any(|(_, t)| {
             t.name == name
                 && t.annotations
                     .as_ref()
@@ -669,6 +687,17 @@ impl Front {
         request: CallToolRequestParams,
         mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Refused here, by this process's own sets, before anything is
+        // forwarded: the owner serves every set to attached processes.
+        let unlisted = self
+            .tools
+            .iter()
+            .find(|(set, t)| t.name == request.name && !self.toolsets.contains(*set));
+        if let Some((set, _)) = unlisted {
+            return Ok(complete(common::err(
+                &self.toolsets.refusal(&request.name, *set),
+            )));
+        }
         if self.forwarded {
             // The attached process's caller, not the attached process.
             let declared = context
@@ -829,7 +858,7 @@ impl ServerHandler for Front {
         let hints = context
             .protocol_version()
             .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
-        let mut list = ListToolsResult::with_all_items(self.tools.as_ref().clone());
+        let mut list = ListToolsResult::with_all_items(self.listed().cloned().collect());
         list.result_type = Some(rmcp::model::ResultType::COMPLETE);
         list.ttl_ms = hints.then_some(0);
         list.cache_scope = hints.then_some(rmcp::model::CacheScope::Public);
@@ -837,7 +866,7 @@ impl ServerHandler for Front {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.iter().find(|t| t.name == name).cloned()
+        self.listed().find(|t| t.name == name).cloned()
     }
 }
 

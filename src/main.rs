@@ -9,6 +9,7 @@ use rmcp::ServiceExt;
 use nbledger::audit::{self, Audit, AuditError, text::Paint};
 use nbledger::hub::{Front, Hub};
 use nbledger::lines::MESSAGE_LIMIT;
+use nbledger::tools::sets::Toolsets;
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +65,23 @@ enum Command {
         place: Place,
         #[command(flatten)]
         http: HttpArgs,
+        /// List only these toolsets (comma-separated): read, edit, collab, snapshots, transfer, runs, notebooks, or all. A lean agent: read,edit,collab.
+        #[arg(
+            long,
+            env = "NBLEDGER_TOOLSETS",
+            value_name = "LIST",
+            default_value = "all"
+        )]
+        toolsets: Toolsets,
+    },
+    /// Print the tools a server lists: the tools/list result as JSON, or the Markdown reference.
+    Tools {
+        /// Only the tools of these toolsets (as for serve).
+        #[arg(long, value_name = "LIST", default_value = "all")]
+        toolsets: Toolsets,
+        /// The reference (docs/tools.md) instead of JSON: every tool, argument, default, result field and error.
+        #[arg(long)]
+        markdown: bool,
     },
     /// List events, one line each, oldest first.
     Log {
@@ -213,9 +231,11 @@ fn main() -> ExitCode {
     code
 }
 
-/// The audit commands: synchronous, read-only on the log (§5).
+/// The commands without a runtime: `tools`, and the audit commands
+/// (synchronous, read-only on the log, §5).
 fn run_audit(command: Command) -> ExitCode {
     let place = match &command {
+        Command::Tools { toolsets, markdown } => return print_tools(*toolsets, *markdown),
         Command::Serve { place, .. }
         | Command::Log { place, .. }
         | Command::History { place, .. }
@@ -232,7 +252,7 @@ fn run_audit(command: Command) -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let paint = Paint::for_stdout();
     let done = match command {
-        Command::Serve { .. } => Ok(0),
+        Command::Serve { .. } | Command::Tools { .. } => Ok(0),
         Command::Log {
             notebook,
             since,
@@ -278,6 +298,37 @@ fn run_audit(command: Command) -> ExitCode {
     }
 }
 
+/// `nbledger tools`: what a server with `toolsets` lists, as the JSON of
+/// its tools/list result, or the whole Markdown reference.
+fn print_tools(toolsets: Toolsets, markdown: bool) -> ExitCode {
+    use std::io::Write;
+    let text = if markdown {
+        nbledger::tools::reference::markdown()
+    } else {
+        let tools: Vec<rmcp::model::Tool> = nbledger::tools::NotebookServer::catalog()
+            .into_iter()
+            .filter(|(set, _)| toolsets.contains(*set))
+            .map(|(_, t)| t)
+            .collect();
+        match serde_json::to_string_pretty(&serde_json::json!({ "tools": tools })) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                say(&format!("nbledger: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is not a failure worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("nbledger: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn audit_failure(e: AuditError) -> ExitCode {
     let code = e.exit_code();
     if code != 0 {
@@ -288,7 +339,11 @@ fn audit_failure(e: AuditError) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { place, http } => {
+        Command::Serve {
+            place,
+            http,
+            toolsets,
+        } => {
             let (root, data) = place.resolve(true)?;
             let token = match &http.token_file {
                 Some(f) => Some(
@@ -313,7 +368,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             // Owner of the store, or attached to the process that owns it.
             let hub = Hub::start(&root, &data).await?;
-            let front = Front::new(hub.clone(), false);
+            let front = Front::new(hub.clone(), false).with_toolsets(toolsets);
             if let Some(addr) = http.http {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let stop = shutdown.clone();

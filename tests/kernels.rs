@@ -54,14 +54,46 @@ fn dirs(extra: &[&Path]) -> JupyterDirs {
     }
 }
 
+/// Kernels running at once across this file's tests. Each test starts one
+/// or two Python processes; all of them at once on a two-core machine
+/// starve the kernels' start-up and heartbeats, which tests nothing.
+const KERNEL_SLOTS: usize = 3;
+
+static SLOTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A place among [`KERNEL_SLOTS`], held for a test's whole run.
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= KERNEL_SLOTS {
+            used = FREED.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *SLOTS.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        FREED.notify_one();
+    }
+}
+
 struct Bench {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     manager: KernelManager,
     notebook: PathBuf,
+    /// Last, so it is freed after the manager's kernels are gone.
+    _slot: Slot,
 }
 
 fn bench_with(options: KernelOptions, extra: &[&Path]) -> Bench {
+    let slot = Slot::take();
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = tmp.path().to_owned();
     std::fs::create_dir_all(root.join("nb")).expect("notebook folder");
@@ -71,6 +103,7 @@ fn bench_with(options: KernelOptions, extra: &[&Path]) -> Bench {
         options,
     });
     Bench {
+        _slot: slot,
         notebook: root.join("nb/test.ipynb"),
         _tmp: tmp,
         root,

@@ -22,6 +22,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Map, Value};
@@ -110,7 +112,23 @@ struct Inner {
     bases: HashMap<String, notebook::Content>,
 }
 
+/// Long-polls waiting at once on one engine, that is per store owner
+/// process (§8.4); past it, calls return at once.
+const MAX_WAITERS: usize = 256;
+
+/// A place among the engine's long-poll waiters; freed when dropped (also
+/// when the call is cancelled and its future dropped).
+pub struct WaitSlot(Arc<AtomicUsize>);
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct Engine {
+    /// Long-polls waiting now (see [`WaitSlot`]).
+    waiters: Arc<AtomicUsize>,
     root: Root,
     store: Store,
     inner: Mutex<Inner>,
@@ -143,6 +161,7 @@ impl Engine {
         replayed?;
         let head_tx = tokio::sync::watch::Sender::new(ws.head);
         let engine = Engine {
+            waiters: Arc::default(),
             root,
             store,
             inner: Mutex::new(Inner {
@@ -197,6 +216,23 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A place to long-poll, or `None` when [`MAX_WAITERS`] already wait.
+    pub fn wait_slot(&self) -> Option<WaitSlot> {
+        let mut n = self.waiters.load(Ordering::SeqCst);
+        loop {
+            if n >= MAX_WAITERS {
+                return None;
+            }
+            match self
+                .waiters
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Some(WaitSlot(self.waiters.clone())),
+                Err(now) => n = now,
+            }
+        }
     }
 
     /// Wakes on every commit (after its flush): long-poll readers wait here.

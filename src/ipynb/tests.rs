@@ -10,7 +10,7 @@ fn fixtures_dir() -> PathBuf {
         || {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/nbformat"
+                "/tests/fixtures/nbformat"
             ))
         },
         PathBuf::from,

@@ -54,6 +54,16 @@ pub(crate) async fn boot(
             incoming,
         }),
         Err(reason) => {
+            // A kernel that fails often says why on stderr as it exits; the
+            // handshake can give up first (a busy machine starts Python
+            // slowly), so let it finish saying it before it is stopped.
+            let _ = tokio::time::timeout(Duration::from_secs(2), process.wait_exit()).await;
+            let reason = match process.exited() {
+                Some(how) if !reason.starts_with("it exited") => {
+                    format!("it exited during start-up ({how})")
+                }
+                _ => reason,
+            };
             process.terminate(options.shutdown_grace).await;
             Err(KernelError::StartFailed {
                 kernel_name: spec.name.clone(),
@@ -72,7 +82,21 @@ async fn handshake(
     process: &KernelProcess,
     heartbeat: Heartbeat,
 ) -> Result<(Wire, mpsc::UnboundedReceiver<Incoming>), String> {
-    let (mut wire, mut incoming) = Wire::connect(&process.connection, heartbeat).await?;
+    // The pure-Rust ZeroMQ client fails a connect outright (a reset) when
+    // the kernel has not bound its ports yet; keep trying while it lives
+    // (the caller's start-up timeout bounds this).
+    let mut pause = Duration::from_millis(50);
+    let (mut wire, mut incoming) = loop {
+        match Wire::connect(&process.connection, heartbeat).await {
+            Ok(w) => break w,
+            Err(e) if process.exited().is_some() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "kernel sockets not ready yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    };
     let (mut replied, mut iopub) = (false, false);
     let mut wait = Duration::from_millis(200);
     loop {

@@ -385,10 +385,14 @@ impl Driver {
             Ok(live) => {
                 self.live = Some(live);
                 self.state = KernelState::Idle;
+                // Published before the caller hears back, so the status it
+                // reads next is this one.
+                self.publish();
                 Ok(())
             }
             Err(e) => {
                 self.state = KernelState::Dead;
+                self.publish();
                 Err(e)
             }
         }
@@ -565,11 +569,15 @@ impl Driver {
     async fn died(&mut self, reason: String) {
         let reason = format!("the kernel died: {reason}");
         tracing::warn!(key = %self.place.key, "{reason}");
+        // Dead before the runs end: whoever sees them end and runs again
+        // must find this kernel dead (and get a fresh one), not queue on it.
+        self.state = KernelState::Dead;
+        let live = self.live.take();
         self.end_runs(RunStatus::KernelDied, &reason);
-        if let Some(live) = self.live.take() {
+        self.publish();
+        if let Some(live) = live {
             live.process.terminate(self.options.shutdown_grace).await;
         }
-        self.state = KernelState::Dead;
     }
 
     /// The shutdown ladder: `shutdown_request` on control, then SIGTERM to

@@ -1,9 +1,7 @@
 //! Pieces every tool shares: results, output schemas, who is calling, and
 //! how a cell is addressed.
 
-use std::sync::Arc;
-
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::CallToolResult;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -40,46 +38,34 @@ pub fn err(e: &ToolError) -> CallToolResult {
     r
 }
 
+/// A cell of a notebook: where a moved or copied cell came from or went.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct CellAt {
+    pub path: String,
+    pub cell_id: String,
+}
+
+impl CellAt {
+    pub fn new(path: &str, cell_id: &str) -> CellAt {
+        CellAt {
+            path: path.to_owned(),
+            cell_id: cell_id.to_owned(),
+        }
+    }
+}
+
+/// A lock a forced write went past.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Overridden {
+    pub cell_id: String,
+    pub owner: String,
+}
+
 pub fn to_map<T: Serialize>(v: &T) -> Map<String, Value> {
     match serde_json::to_value(v) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     }
-}
-
-/// The output schema of a tool: its result struct, with every field
-/// optional (a refusal carries only `error`) and the `error` object added.
-pub fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    let mut schema = (*rmcp::handler::server::common::schema_for_output::<T>()).clone();
-    schema.remove("required");
-    let error = json!({
-        "type": "object",
-        "description": "Present only when the call was refused (isError). `code` is stable; `message` says what to do next; other fields are details.",
-        "properties": {
-            "code": {"type": "string"},
-            "message": {"type": "string"},
-        },
-        "required": ["code", "message"],
-    });
-    if let Some(Value::Object(props)) = schema.get_mut("properties") {
-        props.insert("error".into(), error);
-        for key in [
-            "changed",
-            "current_version",
-            "client_name",
-            "overrode_lock",
-            "overrode_locks",
-        ] {
-            props.entry(key).or_insert_with(|| match key {
-                "changed" => json!({"type": "boolean", "description": "false when the call changed nothing and appended no event"}),
-                "current_version" => json!({"type": "integer", "description": "the notebook's version when nothing changed"}),
-                "overrode_lock" => json!({"type": "string", "description": "a forced write: the owner of the lock it went past"}),
-                "overrode_locks" => json!({"type": "array", "description": "a forced write past several locks", "items": {"type": "object"}}),
-                _ => json!({"type": "string", "description": "who the call acted as"}),
-            });
-        }
-    }
-    Arc::new(schema)
 }
 
 /// Decides who is acting (§2, §8.1): the given `client_name` (or its alias

@@ -19,11 +19,9 @@ use crate::projections::NotebookState;
 /// A new cell.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct CellSpec {
-    /// The cell's text.
     pub source: String,
-    /// "code" (default), "markdown" or "raw".
+    #[schemars(extend("enum" = ["code", "markdown", "raw"], "default" = "code"))]
     pub cell_type: Option<String>,
-    /// Cell metadata (a JSON object).
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -109,15 +107,11 @@ fn check_expected(nb: &NotebookState, i: usize, expected: Option<u64>) -> Result
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CreateArgs {
-    /// Notebook path relative to the workspace root, ending in .ipynb. Missing folders are created.
     pub path: String,
-    /// Initial cells, in order.
     pub cells: Option<Vec<CellSpec>>,
-    /// Kernel name written to metadata.kernelspec (default "python3").
+    #[schemars(extend("default" = "python3"))]
     pub kernel_name: Option<String>,
-    /// Who is acting; recorded on the event.
     pub client_name: Option<String>,
-    /// Idempotency key: repeating it returns the first result and changes nothing.
     pub request_id: Option<String>,
 }
 
@@ -227,23 +221,15 @@ pub fn create_notebook(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InsertArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The new cell's text.
     pub source: String,
-    /// "code" (default), "markdown" or "raw".
+    #[schemars(extend("enum" = ["code", "markdown", "raw"], "default" = "code"))]
     pub cell_type: Option<String>,
-    /// Insert at this 0-based index (the new cell gets this index). Prefer after_cell_id/before_cell_id: ids do not shift when others edit.
     pub index: Option<i64>,
-    /// Insert right after this cell (id or unique prefix of at least 4 characters).
     pub after_cell_id: Option<String>,
-    /// Insert right before this cell.
     pub before_cell_id: Option<String>,
-    /// Cell metadata (a JSON object).
     pub metadata: Option<Map<String, Value>>,
-    /// Who is acting; recorded on the event.
     pub client_name: Option<String>,
-    /// Idempotency key: repeating it returns the first result and changes nothing.
     pub request_id: Option<String>,
 }
 
@@ -314,19 +300,12 @@ pub fn insert_cell(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct BatchInsertArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The new cells, kept in this order.
     pub cells: Vec<CellSpec>,
-    /// Insert the first new cell at this 0-based index.
     pub index: Option<i64>,
-    /// Insert the cells right after this cell.
     pub after_cell_id: Option<String>,
-    /// Insert the cells right before this cell.
     pub before_cell_id: Option<String>,
-    /// Who is acting; recorded on the event.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -396,21 +375,14 @@ pub fn batch_insert_cells(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct UpdateArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The cell to change (id or unique prefix of at least 4 characters). Give this or index.
     pub cell_id: Option<String>,
-    /// The cell's 0-based index. Give this or cell_id.
     pub index: Option<i64>,
-    /// The new source; it replaces the whole cell text. Outputs are kept.
     pub source: String,
-    /// Compare-and-swap: fail with version_conflict if the cell changed after this version (any current_version you read is a valid token).
     pub expected_version: Option<u64>,
-    /// Write even if another agent holds a lock on the cell (recorded as overriding the lock).
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who is acting; recorded on the event and matched against lock owners.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -484,27 +456,19 @@ pub fn update_cell(
 /// One item of batch_update_cells.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct UpdateItem {
-    /// The cell (id or unique prefix). Give this or index.
     pub cell_id: Option<String>,
-    /// The cell's 0-based index.
     pub index: Option<i64>,
-    /// The new source.
     pub source: String,
-    /// Compare-and-swap token for this cell.
     pub expected_version: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct BatchUpdateArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The changes; all are applied in one event, or none if any is refused.
     pub updates: Vec<UpdateItem>,
-    /// Write even past other agents' locks.
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -594,21 +558,14 @@ pub fn batch_update_cells(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct DeleteArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// One cell to delete (id or unique prefix).
     pub cell_id: Option<String>,
-    /// One cell to delete, by 0-based index.
     pub index: Option<i64>,
-    /// Several cells to delete at once.
     pub cell_ids: Option<Vec<String>>,
-    /// Compare-and-swap: refuse if any of the cells changed after this version.
     pub expected_version: Option<u64>,
-    /// Delete even past other agents' locks.
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -718,21 +675,15 @@ pub fn delete_cell(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ChangeTypeArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The cell (id or unique prefix). Give this or index.
     pub cell_id: Option<String>,
-    /// The cell's 0-based index.
     pub index: Option<i64>,
-    /// The new type: "code", "markdown" or "raw". Leaving code drops outputs and execution_count.
+    #[schemars(extend("enum" = ["code", "markdown", "raw"]))]
     pub cell_type: String,
-    /// Compare-and-swap token.
     pub expected_version: Option<u64>,
-    /// Change even past another agent's lock.
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -811,19 +762,12 @@ pub fn change_cell_type(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RecoverArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The deleted cell (id or unique prefix).
     pub cell_id: String,
-    /// Put it at this 0-based index. Default: after the cell that preceded it when it was deleted (if still there), else first.
     pub index: Option<i64>,
-    /// Put it right after this cell.
     pub after_cell_id: Option<String>,
-    /// Put it right before this cell.
     pub before_cell_id: Option<String>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 

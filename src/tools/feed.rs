@@ -2,13 +2,12 @@
 //! cell. Both are index range scans, so their cost does not grow with the
 //! rest of the log.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::common::{id_any, to_map};
+use super::common::{CellAt, Overridden, id_any, to_map};
+use super::transfer::Mapping;
 use crate::engine::Engine;
 use crate::error::ToolError;
 use crate::events::{Change, Event};
@@ -19,37 +18,7 @@ use crate::time::rfc3339;
 pub const MAX_LIMIT: u64 = 1000;
 /// Longest a call may wait for a change (§4).
 pub const MAX_WAIT_MS: u64 = 60_000;
-/// Long-polls waiting at once per process (§8.4); past it, calls return at once.
-const MAX_WAITERS: usize = 256;
-
-static WAITERS: AtomicUsize = AtomicUsize::new(0);
-
-/// A place among the long-poll waiters; freed when dropped (also when the
-/// call is cancelled and its future dropped).
-pub struct WaitSlot(());
-
-impl WaitSlot {
-    pub fn take() -> Option<WaitSlot> {
-        let mut n = WAITERS.load(Ordering::SeqCst);
-        loop {
-            if n >= MAX_WAITERS {
-                return None;
-            }
-            match WAITERS.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Some(WaitSlot(())),
-                Err(now) => n = now,
-            }
-        }
-    }
-}
-
-impl Drop for WaitSlot {
-    fn drop(&mut self) {
-        WAITERS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Value>>) {
+fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Overridden>>) {
     let mine: Vec<&(String, String)> = event
         .overrode_locks
         .iter()
@@ -62,7 +31,10 @@ fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Va
             None,
             Some(
                 many.iter()
-                    .map(|(c, o)| json!({"cell_id": c, "owner": o}))
+                    .map(|(c, o)| Overridden {
+                        cell_id: c.clone(),
+                        owner: o.clone(),
+                    })
                     .collect(),
             ),
         ),
@@ -73,13 +45,15 @@ fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Va
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct ChangesArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// Only changes after this version (default 0: from the start). Pass the current_version or next_since_version you got last time.
+    /// List changes after it: the current_version or next_since_version you got last.
+    #[schemars(extend("default" = 0))]
     pub since_version: Option<u64>,
-    /// Most changes to return (default 100, at most 1000), oldest first.
+    /// At most 1000.
+    #[schemars(extend("default" = 100))]
     pub limit: Option<u64>,
-    /// If nothing is newer, wait up to this many ms (at most 60000) for a change instead of returning empty.
+    /// If nothing is new, wait up to this long (at most 60000) for a change.
+    #[schemars(extend("default" = 0))]
     pub wait_ms: Option<u64>,
 }
 
@@ -92,12 +66,12 @@ pub struct ChangeEntry {
     pub paths: Vec<String>,
     pub cell_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mapping: Option<Vec<Value>>,
+    pub mapping: Option<Vec<Mapping>>,
     pub summary: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overrode_lock: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub overrode_locks: Option<Vec<Value>>,
+    pub overrode_locks: Option<Vec<Overridden>>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -114,15 +88,19 @@ pub struct ChangesOut {
 fn entry(event: &Event) -> ChangeEntry {
     let (overrode_lock, overrode_locks) = overrode(event, None);
     // Copies and moves say which id became which.
-    let mapping: Vec<Value> = event
+    let mapping: Vec<Mapping> = event
         .changes
         .iter()
         .filter_map(|c| match c {
             Change::CellCopied { cell, from_id, .. }
-            | Change::CellMovedIn { cell, from_id, .. } => {
-                Some(json!({"from": from_id, "to": cell.id}))
-            }
-            Change::CellMoved { cell_id, .. } => Some(json!({"from": cell_id, "to": cell_id})),
+            | Change::CellMovedIn { cell, from_id, .. } => Some(Mapping {
+                from: from_id.clone(),
+                to: cell.id.clone(),
+            }),
+            Change::CellMoved { cell_id, .. } => Some(Mapping {
+                from: cell_id.clone(),
+                to: cell_id.clone(),
+            }),
             _ => None,
         })
         .collect();
@@ -218,13 +196,12 @@ pub fn changes_summary(out: &ChangesOut) -> String {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct HistoryArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The cell (id or unique prefix; deleted cells too).
     pub cell_id: String,
-    /// Most entries (default 20, at most 1000): the most recent ones, listed oldest first.
+    /// At most 1000.
+    #[schemars(extend("default" = 20))]
     pub limit: Option<u64>,
-    /// Only entries before this version (to page back).
+    /// Only entries before it, to page back.
     pub before_version: Option<u64>,
 }
 
@@ -248,11 +225,11 @@ pub struct HistoryEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cell_type_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub moved_from: Option<Value>,
+    pub moved_from: Option<CellAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub moved_to: Option<Value>,
+    pub moved_to: Option<CellAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub copied_from: Option<Value>,
+    pub copied_from: Option<CellAt>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -268,7 +245,7 @@ pub struct HistoryOut {
 /// `history` reads the same [`crate::projections::history::entry`]).
 pub fn history_entry(rec: &Record, path: &str, cell: &str) -> HistoryEntry {
     let e = crate::projections::history::entry(&rec.event, path, cell, false);
-    let at = |p: Option<(String, String)>| p.map(|(path, id)| json!({"path": path, "cell_id": id}));
+    let at = |p: Option<(String, String)>| p.map(|(path, cell_id)| CellAt { path, cell_id });
     HistoryEntry {
         version: e.version,
         timestamp: rfc3339(e.timestamp_ms),
@@ -320,16 +297,14 @@ pub fn get_cell_history(
                 origin = entry
                     .moved_from
                     .as_ref()
-                    .map(|m| (m["path"].clone(), m["cell_id"].clone(), v));
+                    .map(|m| (m.path.clone(), m.cell_id.clone(), v));
                 newest_first.push(entry);
                 if origin.is_some() {
                     break;
                 }
             }
             match origin {
-                Some((Value::String(p), Value::String(c), v))
-                    if !has_more && newest_first.len() < limit =>
-                {
+                Some((p, c, v)) if !has_more && newest_first.len() < limit => {
                     (path, id, until) = (p, c, v);
                 }
                 Some(_) if newest_first.len() >= limit => {

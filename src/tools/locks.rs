@@ -96,19 +96,14 @@ fn resolve(nb: &NotebookState, ids: &[String]) -> Result<Vec<String>, ToolError>
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct LockArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The cells to lock (ids or unique prefixes). All are taken, or none.
     pub cell_ids: Option<Vec<String>>,
-    /// One cell to lock.
     pub cell_id: Option<String>,
-    /// Who takes the lock: a name unique to you, the same on every call.
     pub client_name: Option<String>,
     /// Alias of client_name.
     pub owner: Option<String>,
-    /// Lease in seconds (default 600, 1 to 86400). Locking again renews it.
+    #[schemars(range(min = 1, max = 86400), extend("default" = 600))]
     pub ttl_seconds: Option<u64>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -220,19 +215,15 @@ pub fn lock_cells(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct UnlockArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The cells to unlock; default: every cell you hold in this notebook.
+    /// Default: every cell you hold in the notebook.
     pub cell_ids: Option<Vec<String>>,
-    /// One cell to unlock.
     pub cell_id: Option<String>,
-    /// Who is unlocking (must be the owner unless force).
     pub client_name: Option<String>,
     /// Alias of client_name.
     pub owner: Option<String>,
-    /// Release another owner's lock (recorded as overriding it).
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -340,7 +331,7 @@ pub fn unlock_cells(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListLocksArgs {
-    /// Only this notebook; default: every notebook with history.
+    /// Default: every notebook.
     pub path: Option<String>,
 }
 

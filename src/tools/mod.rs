@@ -9,7 +9,10 @@ pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod read;
+pub mod reference;
 pub mod runs;
+pub mod schema;
+pub mod sets;
 pub mod snapshots;
 pub mod transfer;
 mod walk;
@@ -17,7 +20,9 @@ mod walk;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig, Tool,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -26,13 +31,19 @@ use serde_json::{Map, Value};
 
 use crate::engine::{Actor, Engine};
 use crate::error::ToolError;
-use common::output_schema;
-use rmcp::handler::server::common::schema_for_input;
+use sets::Toolset;
 
-const INSTRUCTIONS: &str = "nbledger edits Jupyter notebooks for several agents at once and records every change as an event with a global version. \
-Address cells by cell_id (stable while others edit), not by index. Pass the same client_name on every call. \
-Before overwriting a cell another agent may edit, pass expected_version (the current_version you last read) to get version_conflict instead of clobbering. \
-Every result has structuredContent; refusals have isError and error.code.";
+/// What every tool shares, said once at initialisation rather than in each
+/// tool's schema (agents pay for `tools/list` on every turn).
+pub const INSTRUCTIONS: &str = "nbledger lets several agents edit the same Jupyter notebooks at once; every change is an event with one global version.
+- path: a notebook path relative to the workspace root, ending in .ipynb.
+- Address cells by cell_id (8 hex characters; a unique prefix of 4 or more works): ids stay put while others edit, indexes (0-based) shift. A tool that takes cell_ids also takes one cell_id.
+- client_name: pass the same name, unique to you, on every call; it is recorded on each event and matched against lock owners.
+- expected_version: compare-and-swap. Pass the current_version of your last read: if the cell changed since, you get version_conflict with its current source instead of overwriting it.
+- force: write past another agent's lock; recorded as overriding it. Locks coordinate cooperating agents; they are not access control.
+- request_id: repeating it (same client_name, within 24 h) returns the first result and changes nothing, so a retry after `unavailable` is safe.
+- Arguments: null means absent; an unknown name is refused.
+- Results: structuredContent, and a text block with a summary line. A write returns the version of its event, client_name and changed (false: nothing to do, no event; current_version then); a forced write names overrode_lock (or overrode_locks). A refusal has isError and error {code, message saying what to do next, details}, and changed nothing.";
 
 /// The MCP server: a cheap handle on the shared engine.
 #[derive(Clone)]
@@ -68,18 +79,47 @@ impl NotebookServer {
         self
     }
 
-    fn router() -> ToolRouter<Self> {
-        Self::tool_router()
-            + Self::lock_router()
-            + Self::log_router()
-            + Self::snapshot_router()
-            + Self::transfer_router()
-            + Self::runs_router()
+    /// One set's tools: the `#[tool_router]` block a tool is written in
+    /// is its set. A set with no tools yet lists nothing.
+    fn set_router(set: Toolset) -> ToolRouter<Self> {
+        let tools = match set {
+            Toolset::Read => Self::read_router(),
+            Toolset::Edit => Self::edit_router(),
+            Toolset::Collab => Self::collab_router(),
+            Toolset::Snapshots => Self::snapshots_router(),
+            Toolset::Transfer => Self::transfer_router(),
+            Toolset::Runs => Self::runs_router(),
+            Toolset::Notebooks => ToolRouter::new(),
+        };
+        let mut finished = ToolRouter::new();
+        for mut route in tools {
+            schema::finish(&mut route.attr);
+            finished.add_route(route);
+        }
+        finished
     }
 
-    /// Every tool with its schemas and annotations (no engine needed).
-    pub fn catalog() -> Vec<rmcp::model::Tool> {
-        Self::router().list_all()
+    /// Every tool: the engine serves whatever set any process on the store
+    /// enables (toolsets only narrow what a process lists, in `hub::Front`).
+    fn router() -> ToolRouter<Self> {
+        Toolset::ALL
+            .into_iter()
+            .map(Self::set_router)
+            .fold(ToolRouter::new(), |all, set| all + set)
+    }
+
+    /// Every tool with its set, schemas and annotations (no engine
+    /// needed), by set, then by name.
+    pub fn catalog() -> Vec<(Toolset, Tool)> {
+        Toolset::ALL
+            .into_iter()
+            .flat_map(|set| {
+                Self::set_router(set)
+                    .list_all()
+                    .into_iter()
+                    .map(move |t| (set, t))
+            })
+            .collect()
     }
 
     /// What the server says of itself at initialisation.
@@ -131,13 +171,13 @@ fn actor(
     })
 }
 
-#[tool_router]
+#[tool_router(router = read_router)]
 impl NotebookServer {
     #[tool(
         name = "list_notebooks",
-        description = "List the .ipynb notebooks under a folder of the workspace (recursive; hidden folders skipped). Shows each notebook's cell_count and current_version; imported=false means nbledger has no history for it yet. Never changes anything.",
-        input_schema = schema_for_input::<read::ListArgs>().expect("schema"),
-        output_schema = output_schema::<read::ListOut>(),
+        description = "List the notebooks under a folder (recursive; hidden folders skipped) with cell_count and current_version; imported=false: no history yet. Changes nothing.",
+        input_schema = schema::input::<read::ListArgs>(),
+        output_schema = schema::output::<read::ListOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_notebooks(
@@ -150,10 +190,61 @@ impl NotebookServer {
     }
 
     #[tool(
+        name = "get_notebook_content",
+        description = "Read cells: id, type, source, last_version, lock holder, and outputs if include_outputs (texts cut to max_output_chars, images omitted unless include_images). Select by cell_ids, or start..end (inclusive) and cell_type. A result over 256 KiB is cut: call again with start=next_start. To find your way in a large notebook, get_notebook_outline is cheaper.",
+        input_schema = schema::input::<read::ContentArgs>(),
+        output_schema = schema::output::<read::ContentOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_notebook_content(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::get_notebook_content(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "get_notebook_outline",
+        description = "One line per cell (id, index, type, preview) plus markdown headings with their level: the cheap way to find where to work.",
+        input_schema = schema::input::<read::OutlineArgs>(),
+        output_schema = schema::output::<read::OutlineOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_notebook_outline(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::get_notebook_outline(e, a))
+            .await
+    }
+
+    #[tool(
+        name = "search_notebook",
+        description = "Search by regular expression (Rust syntax, per line, case-insensitive by default) in sources, outputs or both. Each match: cell_id, index, 1-based line and column, the line.",
+        input_schema = schema::input::<read::SearchArgs>(),
+        output_schema = schema::output::<read::SearchOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| read::search_notebook(e, a))
+            .await
+    }
+}
+
+#[tool_router(router = edit_router)]
+impl NotebookServer {
+    #[tool(
         name = "create_notebook",
-        description = "Create a new notebook (nbformat 4.5) with optional initial cells. Fails with `exists` if the file is already there. Returns the new cell ids and the event version.",
-        input_schema = schema_for_input::<edit::CreateArgs>().expect("schema"),
-        output_schema = output_schema::<edit::CreateOut>(),
+        description = "Create a notebook (nbformat 4.5; missing folders are created) with optional cells. `exists` if the file is there.",
+        input_schema = schema::input::<edit::CreateArgs>(),
+        output_schema = schema::output::<edit::CreateOut>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn create_notebook(
@@ -169,58 +260,10 @@ impl NotebookServer {
     }
 
     #[tool(
-        name = "get_notebook_content",
-        description = "Read cells: ids, types, sources, last_version of each cell, and optionally outputs (texts cut to max_output_chars, images omitted unless include_images). Select with cell_ids or start/end (inclusive) and cell_type. Large results are paged: when truncated, call again with start=next_start. current_version is a valid expected_version token for later writes.",
-        input_schema = schema_for_input::<read::ContentArgs>().expect("schema"),
-        output_schema = output_schema::<read::ContentOut>(),
-        annotations(read_only_hint = true, open_world_hint = false)
-    )]
-    async fn get_notebook_content(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a, _| read::get_notebook_content(e, a))
-            .await
-    }
-
-    #[tool(
-        name = "get_notebook_outline",
-        description = "A compact map of the notebook: every cell's id, index, type, a one-line preview, and markdown headings with their level. Cheaper than get_notebook_content for finding where to work.",
-        input_schema = schema_for_input::<read::OutlineArgs>().expect("schema"),
-        output_schema = output_schema::<read::OutlineOut>(),
-        annotations(read_only_hint = true, open_world_hint = false)
-    )]
-    async fn get_notebook_outline(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a, _| read::get_notebook_outline(e, a))
-            .await
-    }
-
-    #[tool(
-        name = "search_notebook",
-        description = "Search a notebook with a regular expression (Rust regex syntax, applied per line, case-insensitive by default) in cell sources, outputs (stream, text, errors) or both. Returns cell_id, index, 1-based line and column, and the matching line.",
-        input_schema = schema_for_input::<read::SearchArgs>().expect("schema"),
-        output_schema = output_schema::<read::SearchOut>(),
-        annotations(read_only_hint = true, open_world_hint = false)
-    )]
-    async fn search_notebook(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a, _| read::search_notebook(e, a))
-            .await
-    }
-
-    #[tool(
         name = "insert_cell",
-        description = "Insert one cell. Place it with after_cell_id or before_cell_id (stable when others edit concurrently) or index; default is the end. Returns the new cell_id, its index and the event version.",
-        input_schema = schema_for_input::<edit::InsertArgs>().expect("schema"),
-        output_schema = output_schema::<edit::InsertOut>(),
+        description = "Insert one cell after_cell_id, before_cell_id or at index (default: at the end). Prefer ids: indexes shift while others edit.",
+        input_schema = schema::input::<edit::InsertArgs>(),
+        output_schema = schema::output::<edit::InsertOut>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn insert_cell(
@@ -237,9 +280,9 @@ impl NotebookServer {
 
     #[tool(
         name = "batch_insert_cells",
-        description = "Insert several cells together, in the given order, as one event. Placement as for insert_cell.",
-        input_schema = schema_for_input::<edit::BatchInsertArgs>().expect("schema"),
-        output_schema = output_schema::<edit::IdsOut>(),
+        description = "Insert several cells together, in order, as one event; placed as insert_cell places one.",
+        input_schema = schema::input::<edit::BatchInsertArgs>(),
+        output_schema = schema::output::<edit::IdsOut>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn batch_insert_cells(
@@ -256,9 +299,9 @@ impl NotebookServer {
 
     #[tool(
         name = "update_cell",
-        description = "Replace a cell's whole source (outputs are kept). Without locks the later write wins whole-cell; pass expected_version to get version_conflict (with the current source) if someone changed the cell since you read it. Same source again: changed=false, no event.",
-        input_schema = schema_for_input::<edit::UpdateArgs>().expect("schema"),
-        output_schema = output_schema::<edit::UpdateOut>(),
+        description = "Replace a cell's whole source (outputs kept). The later write wins unless you pass expected_version. Same source: changed=false, no event.",
+        input_schema = schema::input::<edit::UpdateArgs>(),
+        output_schema = schema::output::<edit::UpdateOut>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn update_cell(
@@ -275,9 +318,9 @@ impl NotebookServer {
 
     #[tool(
         name = "batch_update_cells",
-        description = "Replace the sources of several cells in one event: all or nothing (if any cell is unknown or has a version_conflict, nothing changes).",
-        input_schema = schema_for_input::<edit::BatchUpdateArgs>().expect("schema"),
-        output_schema = output_schema::<edit::IdsOut>(),
+        description = "Replace the sources of several cells in one event: all or nothing.",
+        input_schema = schema::input::<edit::BatchUpdateArgs>(),
+        output_schema = schema::output::<edit::IdsOut>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn batch_update_cells(
@@ -294,9 +337,9 @@ impl NotebookServer {
 
     #[tool(
         name = "delete_cell",
-        description = "Delete one cell (cell_id or index) or several (cell_ids) in one event. Deleted cells stay in the history and can be brought back whole with recover_cell.",
-        input_schema = schema_for_input::<edit::DeleteArgs>().expect("schema"),
-        output_schema = output_schema::<edit::DeleteOut>(),
+        description = "Delete one cell (cell_id or index) or several (cell_ids) in one event. recover_cell brings a deleted cell back.",
+        input_schema = schema::input::<edit::DeleteArgs>(),
+        output_schema = schema::output::<edit::DeleteOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
     )]
     async fn delete_cell(
@@ -313,9 +356,9 @@ impl NotebookServer {
 
     #[tool(
         name = "change_cell_type",
-        description = "Turn a cell into code, markdown or raw, keeping its id and source. A code cell that becomes markdown or raw loses its outputs and execution_count.",
-        input_schema = schema_for_input::<edit::ChangeTypeArgs>().expect("schema"),
-        output_schema = output_schema::<edit::ChangeTypeOut>(),
+        description = "Make a cell code, markdown or raw, keeping its id and source; leaving code drops outputs and execution_count.",
+        input_schema = schema::input::<edit::ChangeTypeArgs>(),
+        output_schema = schema::output::<edit::ChangeTypeOut>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn change_cell_type(
@@ -331,13 +374,13 @@ impl NotebookServer {
     }
 }
 
-#[tool_router(router = lock_router)]
+#[tool_router(router = collab_router)]
 impl NotebookServer {
     #[tool(
         name = "lock_cells",
-        description = "Claim cells you are about to work on so other agents' writes to them are refused with `locked` (unless they pass force, which is recorded). All or nothing: if any cell is held by someone else, nothing is taken. Locking again renews the lease. Locks coordinate cooperating agents; they are not access control. Requires a client_name unique to you.",
-        input_schema = schema_for_input::<locks::LockArgs>().expect("schema"),
-        output_schema = output_schema::<locks::LocksOut>(),
+        description = "Claim cells before working on them: others' writes to them get `locked` until the lease ends or you unlock_cells. All or nothing; locking again renews. Needs a client_name of your own.",
+        input_schema = schema::input::<locks::LockArgs>(),
+        output_schema = schema::output::<locks::LocksOut>(),
         annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn lock_cells(
@@ -355,9 +398,9 @@ impl NotebookServer {
 
     #[tool(
         name = "unlock_cells",
-        description = "Release your locks (the given cells, or all you hold in the notebook). Cells you do not hold are listed in not_locked. Releasing another agent's lock needs force (recorded).",
-        input_schema = schema_for_input::<locks::UnlockArgs>().expect("schema"),
-        output_schema = output_schema::<locks::UnlockOut>(),
+        description = "Release your locks on the given cells, or all you hold in the notebook; cells you do not hold come back in not_locked. Another agent's lock needs force.",
+        input_schema = schema::input::<locks::UnlockArgs>(),
+        output_schema = schema::output::<locks::UnlockOut>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn unlock_cells(
@@ -375,9 +418,9 @@ impl NotebookServer {
 
     #[tool(
         name = "list_locks",
-        description = "The locks held now (expired ones are gone), in one notebook or all: cell, owner, when taken, when it expires.",
-        input_schema = schema_for_input::<locks::ListLocksArgs>().expect("schema"),
-        output_schema = output_schema::<locks::ListLocksOut>(),
+        description = "The locks held now, in one notebook or all: cell, owner, when taken, when it expires.",
+        input_schema = schema::input::<locks::ListLocksArgs>(),
+        output_schema = schema::output::<locks::ListLocksOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_locks(
@@ -387,15 +430,12 @@ impl NotebookServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.run(raw, &ctx, |e, a, _| locks::list_locks(e, a)).await
     }
-}
 
-#[tool_router(router = log_router)]
-impl NotebookServer {
     #[tool(
         name = "get_notebook_changes",
-        description = "What changed in a notebook after since_version, oldest first: version, time, who, which tool, which cells, a one-line summary. Poll with the current_version (or next_since_version) you got last time; nothing is skipped (has_more says there is more). With wait_ms, a call that finds nothing new waits for the next change instead of returning empty.",
-        input_schema = schema_for_input::<feed::ChangesArgs>().expect("schema"),
-        output_schema = output_schema::<feed::ChangesOut>(),
+        description = "What changed after since_version, oldest first: version, time, who, tool, cells, summary. To follow others, pass the current_version (or next_since_version) you got last; nothing is skipped (has_more). wait_ms waits for the next change instead of returning empty.",
+        input_schema = schema::input::<feed::ChangesArgs>(),
+        output_schema = schema::output::<feed::ChangesOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_notebook_changes(
@@ -440,7 +480,7 @@ impl NotebookServer {
                 return done(out, Some(slot.is_some()));
             }
             if slot.is_none() {
-                slot = feed::WaitSlot::take();
+                slot = self.engine.wait_slot();
                 if slot.is_none() {
                     return done(out, Some(false));
                 }
@@ -458,9 +498,9 @@ impl NotebookServer {
 
     #[tool(
         name = "get_cell_history",
-        description = "Every event that touched one cell, oldest first (the most recent `limit`): creation, each source change with before/after, type changes, deletion and recovery, locks, refused attempts and forced overrides. Works for deleted cells too.",
-        input_schema = schema_for_input::<feed::HistoryArgs>().expect("schema"),
-        output_schema = output_schema::<feed::HistoryOut>(),
+        description = "Every event of one cell, deleted or moved ones too, oldest first (the most recent limit): sources before/after, type changes, moves, deletion, locks, refused and forced writes.",
+        input_schema = schema::input::<feed::HistoryArgs>(),
+        output_schema = schema::output::<feed::HistoryOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_cell_history(
@@ -474,9 +514,9 @@ impl NotebookServer {
 
     #[tool(
         name = "recover_cell",
-        description = "Bring a deleted cell back whole (type, source, metadata, outputs, attachments) under its old id: by default after the cell that preceded it when deleted, or where you say. A cell that is not deleted gives not_deleted.",
-        input_schema = schema_for_input::<edit::RecoverArgs>().expect("schema"),
-        output_schema = output_schema::<edit::InsertOut>(),
+        description = "Bring a deleted cell back whole under its old id: after the cell that preceded it, unless placed like insert_cell. `not_deleted` if it is live.",
+        input_schema = schema::input::<edit::RecoverArgs>(),
+        output_schema = schema::output::<edit::InsertOut>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn recover_cell(
@@ -492,13 +532,13 @@ impl NotebookServer {
     }
 }
 
-#[tool_router(router = snapshot_router)]
+#[tool_router(router = snapshots_router)]
 impl NotebookServer {
     #[tool(
         name = "snapshot_notebook",
-        description = "Save the whole notebook (cells, ids, types, sources, metadata, outputs) under a name, before risky or parallel work. Content-addressed: equal content gives an equal snapshot_hash. A taken name gives `exists` unless overwrite.",
-        input_schema = schema_for_input::<snapshots::SnapshotArgs>().expect("schema"),
-        output_schema = output_schema::<snapshots::SnapshotOut>(),
+        description = "Save the whole notebook under a name, before risky work. Content-addressed: equal content gives an equal snapshot_hash. A taken name is `exists` unless overwrite.",
+        input_schema = schema::input::<snapshots::SnapshotArgs>(),
+        output_schema = schema::output::<snapshots::SnapshotOut>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn snapshot_notebook(
@@ -515,9 +555,9 @@ impl NotebookServer {
 
     #[tool(
         name = "list_snapshots",
-        description = "The notebook's named snapshots, oldest first, with hash, version, who took them and cell count (including the automatic pre-restore-<version> backups).",
-        input_schema = schema_for_input::<snapshots::ListSnapshotsArgs>().expect("schema"),
-        output_schema = output_schema::<snapshots::ListSnapshotsOut>(),
+        description = "The notebook's snapshots, oldest first: hash, version, who, cell count (pre-restore-<version> backups included).",
+        input_schema = schema::input::<snapshots::ListSnapshotsArgs>(),
+        output_schema = schema::output::<snapshots::ListSnapshotsOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_snapshots(
@@ -531,9 +571,9 @@ impl NotebookServer {
 
     #[tool(
         name = "diff_snapshot",
-        description = "Compare the notebook now with a snapshot, cell by cell id: added, deleted, modified (which fields, with a unified source diff), moved (cells whose relative order changed; index shifts from inserts or deletes elsewhere are not moves), and how many are unchanged.",
-        input_schema = schema_for_input::<snapshots::DiffArgs>().expect("schema"),
-        output_schema = output_schema::<snapshots::DiffOut>(),
+        description = "Compare the notebook now with a snapshot, by cell id: added, deleted, modified (which fields, unified source diff), moved (relative order changed; index shifts are not moves), unchanged count.",
+        input_schema = schema::input::<snapshots::DiffArgs>(),
+        output_schema = schema::output::<snapshots::DiffOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn diff_snapshot(
@@ -547,9 +587,9 @@ impl NotebookServer {
 
     #[tool(
         name = "restore_snapshot",
-        description = "Roll the notebook back to a snapshot (cells, ids, types, sources, metadata, outputs, notebook metadata) as one new event; the current state is saved first as snapshot pre-restore-<version>, returned as backup_snapshot. Cells deleted by the restore can be recovered. Refused with `locked` if it would touch a cell another agent holds, unless force.",
-        input_schema = schema_for_input::<snapshots::RestoreArgs>().expect("schema"),
-        output_schema = output_schema::<snapshots::RestoreOut>(),
+        description = "Roll the notebook back to a snapshot as one new event, first saving the current state as backup_snapshot (pre-restore-<version>); removed cells can be recovered. `locked` if it would touch a cell another agent holds, unless force.",
+        input_schema = schema::input::<snapshots::RestoreArgs>(),
+        output_schema = schema::output::<snapshots::RestoreOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
     )]
     async fn restore_snapshot(
@@ -569,9 +609,9 @@ impl NotebookServer {
 impl NotebookServer {
     #[tool(
         name = "copy_cells",
-        description = "Copy whole cells (source, type, metadata, outputs) within a notebook or into another, under new ids, landing together in the given order after dest_cell_id or at dest_index (default: end). One event, in both notebooks' feeds; mapping gives old → new ids. Copies are never locked.",
-        input_schema = schema_for_input::<transfer::TransferArgs>().expect("schema"),
-        output_schema = output_schema::<transfer::TransferOut>(),
+        description = "Copy whole cells (metadata, outputs) within a notebook or into another under new ids, landing together in order after dest_cell_id or at dest_index (default: the end). One event in both feeds; mapping gives old and new ids.",
+        input_schema = schema::input::<transfer::TransferArgs>(),
+        output_schema = schema::output::<transfer::TransferOut>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn copy_cells(
@@ -588,9 +628,9 @@ impl NotebookServer {
 
     #[tool(
         name = "move_cells",
-        description = "Move cells within a notebook (reorder) or into another, keeping ids (a new id only if the destination already has it), metadata, outputs and their locks. One event, in both notebooks' feeds; the history of a moved cell continues across notebooks. Refused with `locked` if another agent holds one of the cells in the source, unless force.",
-        input_schema = schema_for_input::<transfer::TransferArgs>().expect("schema"),
-        output_schema = output_schema::<transfer::TransferOut>(),
+        description = "Move cells within a notebook (reorder) or into another, keeping ids (new only on a clash), outputs and locks; their history follows. One event in both feeds. `locked` if another agent holds one, unless force.",
+        input_schema = schema::input::<transfer::TransferArgs>(),
+        output_schema = schema::output::<transfer::TransferOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
     )]
     async fn move_cells(
@@ -620,8 +660,8 @@ impl NotebookServer {
     #[tool(
         name = "execute_cell",
         description = "Run code cells on the notebook's Jupyter kernel (started on first use from metadata.kernelspec) and wait up to timeout_s for them: each run's status (ok, error with a traceback, ...), outputs and execution_count. Outputs are written to the cell and the file. Past timeout_s the runs go on: follow each with get_run wait_ms. Cells locked by another agent need force.",
-        input_schema = schema_for_input::<runs::ExecuteArgs>().expect("schema"),
-        output_schema = output_schema::<runs::ExecuteOut>(),
+        input_schema = schema::input::<runs::ExecuteArgs>(),
+        output_schema = schema::output::<runs::ExecuteOut>(),
         annotations(destructive_hint = true, open_world_hint = true)
     )]
     async fn execute_cell(
@@ -642,8 +682,8 @@ impl NotebookServer {
     #[tool(
         name = "get_run",
         description = "One run by run_id: status, outputs, execution_count, times. With wait_ms, waits for a run still queued or running to end.",
-        input_schema = schema_for_input::<runs::GetRunArgs>().expect("schema"),
-        output_schema = output_schema::<runs::GetRunOut>(),
+        input_schema = schema::input::<runs::GetRunArgs>(),
+        output_schema = schema::output::<runs::GetRunOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_run(
@@ -662,8 +702,8 @@ impl NotebookServer {
     #[tool(
         name = "list_runs",
         description = "Runs on record, newest first, without outputs: who ran which cell, status, times. Filter by path, cell_id or status.",
-        input_schema = schema_for_input::<runs::ListRunsArgs>().expect("schema"),
-        output_schema = output_schema::<runs::ListRunsOut>(),
+        input_schema = schema::input::<runs::ListRunsArgs>(),
+        output_schema = schema::output::<runs::ListRunsOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_runs(
@@ -677,8 +717,8 @@ impl NotebookServer {
     #[tool(
         name = "list_kernels",
         description = "The kernels running now (one per notebook: state, execution_count, runs queued) and the kernelspecs that can be started.",
-        input_schema = schema_for_input::<runs::NoArgs>().expect("schema"),
-        output_schema = output_schema::<runs::ListKernelsOut>(),
+        input_schema = schema::input::<runs::NoArgs>(),
+        output_schema = schema::output::<runs::ListKernelsOut>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_kernels(
@@ -692,8 +732,8 @@ impl NotebookServer {
     #[tool(
         name = "interrupt_kernel",
         description = "Interrupt the run in the notebook's kernel (it ends interrupted; queued runs go on). The kernel keeps its state.",
-        input_schema = schema_for_input::<runs::KernelArgs>().expect("schema"),
-        output_schema = output_schema::<runs::InterruptOut>(),
+        input_schema = schema::input::<runs::KernelArgs>(),
+        output_schema = schema::output::<runs::InterruptOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
     )]
     async fn interrupt_kernel(
@@ -714,8 +754,8 @@ impl NotebookServer {
     #[tool(
         name = "restart_kernel",
         description = "Restart the notebook's kernel, forgetting its variables (the running run ends interrupted, queued ones aborted). kernel_name switches kernelspec and records it in the notebook's metadata.",
-        input_schema = schema_for_input::<runs::RestartArgs>().expect("schema"),
-        output_schema = output_schema::<runs::RestartOut>(),
+        input_schema = schema::input::<runs::RestartArgs>(),
+        output_schema = schema::output::<runs::RestartOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
     )]
     async fn restart_kernel(
@@ -736,8 +776,8 @@ impl NotebookServer {
     #[tool(
         name = "shutdown_kernel",
         description = "Stop the notebook's kernel (the running run ends interrupted, queued ones aborted). The next run starts a fresh one.",
-        input_schema = schema_for_input::<runs::KernelArgs>().expect("schema"),
-        output_schema = output_schema::<runs::VersionOut>(),
+        input_schema = schema::input::<runs::KernelArgs>(),
+        output_schema = schema::output::<runs::VersionOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
     )]
     async fn shutdown_kernel(
@@ -758,8 +798,8 @@ impl NotebookServer {
     #[tool(
         name = "clear_outputs",
         description = "Empty the outputs and execution_count of code cells (every code cell by default), as JupyterLab's Clear Outputs does. Counts as a change of those cells for expected_version.",
-        input_schema = schema_for_input::<runs::ClearArgs>().expect("schema"),
-        output_schema = output_schema::<runs::ClearOut>(),
+        input_schema = schema::input::<runs::ClearArgs>(),
+        output_schema = schema::output::<runs::ClearOut>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn clear_outputs(

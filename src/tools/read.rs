@@ -17,7 +17,7 @@ const MAX_RESULT_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListArgs {
-    /// Folder to list, relative to the root ("" = whole workspace).
+    /// A folder under the root; default: all of it.
     pub dir: Option<String>,
 }
 
@@ -49,23 +49,19 @@ pub fn list_notebooks(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ContentArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// Only these cells (ids or unique prefixes).
     pub cell_ids: Option<Vec<String>>,
-    /// Only this cell (same as a one-element cell_ids).
     pub cell_id: Option<String>,
-    /// First cell index to return (0-based).
     pub start: Option<i64>,
-    /// Last cell index to return (inclusive).
     pub end: Option<i64>,
-    /// "all" (default), "code", "markdown" or "raw".
+    #[schemars(extend("enum" = ["all", "code", "markdown", "raw"], "default" = "all"))]
     pub cell_type: Option<String>,
-    /// Include outputs of code cells (default false).
+    #[schemars(extend("default" = false))]
     pub include_outputs: Option<bool>,
-    /// Cut each output text to this many characters (default 2000, 0 = no limit).
+    /// 0: no limit.
+    #[schemars(extend("default" = 2000))]
     pub max_output_chars: Option<u64>,
-    /// Include binary image data instead of {"omitted_bytes": N} (default false).
+    #[schemars(extend("default" = false))]
     pub include_images: Option<bool>,
 }
 
@@ -324,7 +320,6 @@ fn base64_len(s: &str) -> usize {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct OutlineArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
 }
 
@@ -404,15 +399,14 @@ fn heading_of(line: &str) -> Option<(u8, String)> {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SearchArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// A regular expression (Rust regex syntax: no look-around or back-references), applied to each line.
     pub pattern: String,
-    /// Match case exactly (default false).
+    #[schemars(extend("default" = false))]
     pub case_sensitive: Option<bool>,
-    /// "source" (default), "outputs" or "all".
+    #[schemars(extend("enum" = ["source", "outputs", "all"], "default" = "source"))]
     pub search_in: Option<String>,
-    /// Most matches to return (default 100, at most 1000).
+    /// At most 1000.
+    #[schemars(extend("default" = 100))]
     pub max_results: Option<u64>,
 }
 

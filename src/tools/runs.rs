@@ -175,28 +175,27 @@ fn shape(max: Option<u64>, images: Option<bool>) -> Shape {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ExecuteArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The code cell to run.
     pub cell_id: Option<String>,
-    /// Code cells to run, in this order, with nothing between them.
+    /// Run in this order, with nothing between them.
     pub cell_ids: Option<Vec<String>>,
-    /// Run every code cell, in order (default false).
+    /// Every code cell, in order.
+    #[schemars(extend("default" = false))]
     pub all: Option<bool>,
-    /// Seconds to wait for the runs to end (default 30, 1 to 600). Past it
-    /// the runs go on: follow them with get_run wait_ms.
+    /// At least 1, at most 600. Past it the runs go on: follow them with get_run wait_ms.
+    #[schemars(extend("default" = 30))]
     pub timeout_s: Option<f64>,
-    /// After a cell fails, the call's later cells end aborted (default true).
+    /// After a failed cell, the call's later cells end aborted.
+    #[schemars(extend("default" = true))]
     pub stop_on_error: Option<bool>,
-    /// Cut each output text to this many characters (default 2000, 0 = no limit).
+    /// 0: no limit.
+    #[schemars(extend("default" = 2000))]
     pub max_output_chars: Option<u64>,
-    /// Include binary image data instead of {"omitted_bytes": N} (default false).
+    #[schemars(extend("default" = false))]
     pub include_images: Option<bool>,
-    /// Run cells locked by another owner (recorded as overriding the lock).
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who runs them: a name unique to you, the same on every call.
     pub client_name: Option<String>,
-    /// Idempotency key: a retry answers the first acceptance's runs.
     pub request_id: Option<String>,
 }
 
@@ -299,13 +298,14 @@ pub async fn execute_cell(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GetRunArgs {
-    /// The run, as execute_cell returned it.
     pub run_id: String,
-    /// Wait up to this many milliseconds for the run to end (default 0, max 60000).
+    /// Wait up to this long (at most 60000) for a queued or running run to end.
+    #[schemars(extend("default" = 0))]
     pub wait_ms: Option<u64>,
-    /// Cut each output text to this many characters (default 2000, 0 = no limit).
+    /// 0: no limit.
+    #[schemars(extend("default" = 2000))]
     pub max_output_chars: Option<u64>,
-    /// Include binary image data instead of {"omitted_bytes": N} (default false).
+    #[schemars(extend("default" = false))]
     pub include_images: Option<bool>,
 }
 
@@ -347,13 +347,12 @@ pub async fn get_run(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListRunsArgs {
-    /// Only runs of this notebook.
     pub path: Option<String>,
-    /// Only runs of this cell.
     pub cell_id: Option<String>,
-    /// Only runs with this status.
+    #[schemars(extend("enum" = ["queued", "running", "ok", "error", "interrupted", "kernel_died", "aborted"]))]
     pub status: Option<String>,
-    /// At most this many, newest first (default 20, max 1000).
+    /// Newest first; at most 1000.
+    #[schemars(extend("default" = 20))]
     pub limit: Option<u64>,
 }
 
@@ -473,19 +472,15 @@ pub fn list_kernels(runner: &Runner) -> Result<(String, Map<String, Value>), Too
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct KernelArgs {
-    /// Notebook path relative to the workspace root: whose kernel.
     pub path: String,
-    /// Who acts: a name unique to you.
     pub client_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RestartArgs {
-    /// Notebook path relative to the workspace root: whose kernel.
     pub path: String,
     /// Start this kernelspec instead (recorded in the notebook's metadata).
     pub kernel_name: Option<String>,
-    /// Who acts: a name unique to you.
     pub client_name: Option<String>,
 }
 
@@ -550,17 +545,13 @@ pub async fn shutdown_kernel(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ClearArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// These code cells (default: every code cell).
+    /// Absent: every code cell.
     pub cell_ids: Option<Vec<String>>,
-    /// Refuse with version_conflict if a cleared cell changed after this version.
     pub expected_version: Option<u64>,
-    /// Clear cells locked by another owner (recorded).
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who acts: a name unique to you.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 

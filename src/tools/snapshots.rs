@@ -59,17 +59,13 @@ fn live_cells(nb: &NotebookState) -> Vec<Arc<Cell>> {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SnapshotArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// Snapshot name: 1-128 of A-Z a-z 0-9 . _ - (names starting pre-restore- are the server's).
+    /// 1-128 of A-Za-z0-9._- (pre-restore-* is the server's).
     pub name: String,
-    /// What the snapshot is for.
     pub description: Option<String>,
-    /// Replace an existing snapshot of that name (default false: `exists`).
+    #[schemars(extend("default" = false))]
     pub overwrite: Option<bool>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 
@@ -152,7 +148,6 @@ pub fn snapshot_notebook(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListSnapshotsArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
 }
 
@@ -204,11 +199,10 @@ pub fn list_snapshots(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct DiffArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The snapshot to compare the current notebook with.
     pub name: String,
-    /// Lines of context in each unified diff (default 3, at most 50).
+    /// At most 50.
+    #[schemars(extend("default" = 3))]
     pub context_lines: Option<u64>,
 }
 
@@ -400,15 +394,11 @@ pub fn diff_snapshot(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RestoreArgs {
-    /// Notebook path relative to the workspace root.
     pub path: String,
-    /// The snapshot to roll back to.
     pub name: String,
-    /// Restore even over other agents' locks (recorded).
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 

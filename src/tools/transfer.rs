@@ -18,23 +18,18 @@ use crate::projections::NotebookState;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct TransferArgs {
-    /// Notebook the cells come from.
     pub source_path: String,
-    /// Notebook they go to (default: the same notebook).
+    /// Default: source_path.
     pub dest_path: Option<String>,
-    /// The cells (ids or unique prefixes); they land together in this order.
     pub cell_ids: Option<Vec<String>>,
-    /// One cell.
     pub cell_id: Option<String>,
-    /// Land right after this cell of the destination.
     pub dest_cell_id: Option<String>,
-    /// Land so the first cell gets this index (counted without the moved cells). Default: the end.
+    /// The first landed cell's index, counted without the moved cells.
     pub dest_index: Option<i64>,
-    /// move_cells only: move even past other agents' locks in the source (recorded).
+    /// move_cells only.
+    #[schemars(extend("default" = false))]
     pub force: Option<bool>,
-    /// Who is acting.
     pub client_name: Option<String>,
-    /// Idempotency key.
     pub request_id: Option<String>,
 }
 

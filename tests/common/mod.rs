@@ -28,13 +28,18 @@ pub fn bin() -> &'static str {
 }
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/nbformat")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nbformat")
 }
 
 /// A server process on `root`, with a client that declares itself `name`.
 pub async fn connect(root: &Path, name: &str) -> Client {
+    connect_with(root, name, &[]).await
+}
+
+/// As [`connect`], the server started with `extra` arguments.
+pub async fn connect_with(root: &Path, name: &str, extra: &[&str]) -> Client {
     let mut cmd = Command::new(bin());
-    cmd.arg("serve").arg("--root").arg(root);
+    cmd.arg("serve").arg("--root").arg(root).args(extra);
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
             Stdio::inherit()
@@ -269,9 +274,19 @@ pub const TOKEN: &str = "test-token-123";
 
 /// A server on a free loopback port; returns it and its `/mcp` URL.
 pub fn http_server(root: &std::path::Path, token: Option<&str>) -> (Child, String) {
+    http_server_with(root, token, &[])
+}
+
+/// As [`http_server`], started with `extra` arguments.
+pub fn http_server_with(
+    root: &std::path::Path,
+    token: Option<&str>,
+    extra: &[&str],
+) -> (Child, String) {
     let mut cmd = std::process::Command::new(bin());
     cmd.args(["serve", "--http", "127.0.0.1:0", "--root"])
         .arg(root)
+        .args(extra)
         .env_remove("NBLEDGER_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

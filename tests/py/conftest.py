@@ -38,7 +38,7 @@ def root(tmp_path):
 def fixtures_dir():
     d = nbl.fixtures_dir()
     # A missing folder fails rather than skips: a skip would hide this
-    # coverage in CI, which always has shared/ beside the repository.
+    # coverage (the notebooks ship in tests/fixtures).
     if not d.is_dir():
         pytest.fail(
             f"nbformat test notebooks not found at {d}; set NBLEDGER_FIXTURES to the folder "

@@ -1,4 +1,4 @@
-"""nbformat's own v4 test notebooks (see ../shared/fixtures/README.md):
+"""nbformat's own v4 test notebooks (see tests/fixtures/README.md):
 accepted ones are imported on first touch and survive an unrelated edit with
 every original cell intact; invalid ones are refused and left alone."""
 

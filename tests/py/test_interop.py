@@ -34,7 +34,7 @@ async def check_tool_listing(t: nbl.Tools) -> None:
         assert isinstance(schema, dict) and schema.get("type") == "object", f"{name}: outputSchema {schema!r}"
         ann = tool.annotations
         assert ann is not None, f"{name} has no annotations"
-        assert ann.open_world_hint is False, f"{name}: openWorldHint {ann.open_world_hint!r}"
+        assert ann.open_world_hint is (name in nbl.OPEN_WORLD_TOOLS), f"{name}: openWorldHint {ann.open_world_hint!r}"
         if name in nbl.READ_TOOLS:
             assert ann.read_only_hint is True, f"{name} should be readOnlyHint"
         elif name in nbl.TOOLS:
@@ -256,3 +256,42 @@ async def test_sdk_clients_each_with_their_own_server_share_one_log(root):
                     content = await b.ok("get_notebook_content", path="shared.ipynb")
                     assert [cell["source"] for cell in content["cells"]] == [f"x = {i}" for i in range(5)]
     nbl.check_written_notebook(root / "shared.ipynb", nbformat_writes_equal=True)
+
+
+async def test_forced_writes_moves_copies_and_history_validate_against_the_lean_schemas(root):
+    """The result shapes the lean output schemas type precisely (a forced
+    write's overrode_lock(s), a feed entry's mapping, a history entry's
+    moved_from / moved_to / copied_from) pass the SDK's own validation."""
+    async with nbl.legacy_session(root, client_name="pytest-shapes") as t:
+        a_ids = (await t.ok("create_notebook", path="a.ipynb", cells=[{"source": "a0"}, {"source": "a1"}, {"source": "a2"}]))["cell_ids"]
+        await t.ok("create_notebook", path="b.ipynb", cells=[{"source": "b0"}])
+        await t.ok("lock_cells", path="a.ipynb", cell_ids=a_ids[:2], client_name="holder")
+        one = await t.ok("update_cell", path="a.ipynb", cell_id=a_ids[0], source="x", force=True, client_name="writer")
+        assert one["overrode_lock"] == "holder"
+        await t.ok("lock_cells", path="a.ipynb", cell_ids=[a_ids[2]], client_name="other")
+        many = await t.ok(
+            "batch_update_cells",
+            path="a.ipynb",
+            updates=[{"cell_id": a_ids[0], "source": "y"}, {"cell_id": a_ids[2], "source": "z"}],
+            force=True,
+            client_name="writer",
+        )
+        assert {o["owner"] for o in many["overrode_locks"]} == {"holder", "other"}
+        copied = await t.ok("copy_cells", source_path="a.ipynb", dest_path="b.ipynb", cell_ids=[a_ids[2]], client_name="writer")
+        moved = await t.ok(
+            "move_cells", source_path="a.ipynb", dest_path="b.ipynb", cell_ids=[a_ids[1]], force=True, client_name="writer"
+        )
+        assert moved["overrode_lock"] == "holder"
+        feed = await t.ok("get_notebook_changes", path="b.ipynb")
+        assert any(c.get("mapping") for c in feed["changes"]), feed
+        feed = await t.ok("get_notebook_changes", path="a.ipynb")
+        assert any(c.get("overrode_locks") for c in feed["changes"]), feed
+        there = await t.ok("get_cell_history", path="b.ipynb", cell_id=moved["cell_ids"][0])
+        assert any(e.get("moved_from") for e in there["entries"]), there
+        gone = await t.ok("get_cell_history", path="a.ipynb", cell_id=a_ids[1])
+        assert gone["entries"][-1]["moved_to"] == {"path": "b.ipynb", "cell_id": a_ids[1]}, gone
+        copy = await t.ok("get_cell_history", path="b.ipynb", cell_id=copied["cell_ids"][0])
+        assert copy["entries"][-1]["copied_from"] == {"path": "a.ipynb", "cell_id": a_ids[2]}
+        unlocked = await t.ok("unlock_cells", path="a.ipynb", force=True, cell_ids=[a_ids[0]], client_name="writer")
+        assert unlocked["released"] == [a_ids[0]] and unlocked["overrode_lock"] == "holder"
+        await t.ok("list_locks")
