@@ -12,6 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Client, call, create, file_json};
+use rmcp::ServiceExt;
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use serde_json::{Value, json};
 
 /// A guard against a hang, not a timing assertion.
@@ -424,4 +426,58 @@ async fn outputs_and_runs_survive_a_restart_of_the_server() {
     let file = file_json(dir.path(), "n.ipynb");
     assert_eq!(file["cells"][0]["outputs"], json!([]));
     assert_eq!(file["cells"][0]["execution_count"], Value::Null);
+}
+
+/// A server whose process the test can kill, finding the test kernel.
+async fn connect_killable(root: &Path) -> (Client, tokio::process::Child) {
+    let mut child = tokio::process::Command::new(common::bin())
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .env("JUPYTER_PATH", common::kernel_venv().join("share/jupyter"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn nbledger");
+    let stdout = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take().expect("stdin");
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("agent", "0.1"),
+    )
+    .serve((stdout, stdin))
+    .await
+    .expect("handshake");
+    (client, child)
+}
+
+#[tokio::test]
+async fn the_next_owner_ends_a_crashed_owners_runs_as_kernel_died() {
+    let dir = tmp();
+    let (c, mut child) = connect_killable(dir.path()).await;
+    let ids = create(&c, "n.ipynb", &["import time\ntime.sleep(300)", "1"]).await;
+    let r = run(
+        &c,
+        json!({"path": "n.ipynb", "cell_ids": ids, "timeout_s": 1}),
+    )
+    .await;
+    let first = r["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    let second = r["runs"][1]["run_id"].as_str().unwrap().to_owned();
+    child.kill().await.expect("kill the owner");
+    drop(c);
+
+    let c = connect(dir.path(), "agent").await;
+    for id in [&first, &second] {
+        let end = follow(&c, id).await;
+        assert_eq!(end["status"], "kernel_died", "{end}");
+        assert!(end["reason"].is_string());
+    }
+    let kernels = call(&c, "list_kernels", json!({})).await.ok();
+    assert_eq!(kernels["kernels"], json!([]));
+    // The notebook's kernel starts afresh on the next run.
+    let again = run(&c, json!({"path": "n.ipynb", "cell_id": ids[1]})).await;
+    assert_eq!(again["runs"][0]["status"], "ok");
+    assert_eq!(again["runs"][0]["execution_count"], 1);
 }
