@@ -126,6 +126,7 @@ impl Session {
                     include_outputs: None,
                     max_output_chars: None,
                     include_images: None,
+                    at_version: None,
                 },
             )
             .expect("content");

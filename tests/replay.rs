@@ -7,7 +7,7 @@ use nbledger::engine::{Actor, Engine};
 use nbledger::ipynb;
 use nbledger::projections::Workspace;
 use nbledger::tools::edit::{self, CellSpec};
-use nbledger::tools::{locks, snapshots, transfer};
+use nbledger::tools::{locks, metadata, revert, snapshots, transfer};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -72,6 +72,17 @@ enum Op {
         force: bool,
     },
     Restart,
+    /// Metadata merge with a tag, or a tag removed (§10).
+    Tag {
+        cell: usize,
+        tag: u8,
+        remove: bool,
+    },
+    /// A cell set back to its content at an earlier version (§10).
+    Revert {
+        cell: usize,
+        back: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -93,6 +104,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (proptest::collection::vec(any::<usize>(), 1..3), any::<usize>(), any::<bool>(), any::<bool>())
             .prop_map(|(cells, at, across, force)| Op::Move { cells, at, across, force }),
         1 => Just(Op::Restart),
+        1 => (any::<usize>(), 0u8..3, any::<bool>()).prop_map(|(cell, tag, remove)| Op::Tag { cell, tag, remove }),
+        1 => (any::<usize>(), 1u64..6).prop_map(|(cell, back)| Op::Revert { cell, back }),
     ]
 }
 
@@ -362,6 +375,50 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
             )
         }
         Op::Restart => return,
+        Op::Tag { cell, tag, remove } => match pick(&cur, cell) {
+            None => return,
+            Some(id) => {
+                let tags = vec![format!("t{tag}")];
+                metadata::update_cell_metadata(
+                    engine,
+                    metadata::CellMetadataArgs {
+                        path: "n.ipynb".into(),
+                        cell_id: Some(id),
+                        index: None,
+                        metadata: Some(
+                            serde_json::json!({"step": step})
+                                .as_object()
+                                .cloned()
+                                .unwrap(),
+                        ),
+                        add_tags: (!remove).then(|| tags.clone()),
+                        remove_tags: remove.then_some(tags),
+                        replace: None,
+                        expected_version: None,
+                        force: None,
+                        client_name: None,
+                        request_id: None,
+                    },
+                    &actor,
+                )
+            }
+        },
+        Op::Revert { cell, back } => match pick(&cur, cell) {
+            None => return,
+            Some(id) => revert::revert_cell(
+                engine,
+                revert::RevertArgs {
+                    path: "n.ipynb".into(),
+                    cell_id: id,
+                    to_version: head.saturating_sub(back).max(1),
+                    expected_version: None,
+                    force: None,
+                    client_name: None,
+                    request_id: None,
+                },
+                &actor,
+            ),
+        },
     };
 }
 

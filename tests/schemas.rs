@@ -464,6 +464,45 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
         t.refused(tool, json!({"path": "runs.ipynb"}), "not_found")
             .await;
     }
+    t.ok(
+        "update_cell_metadata",
+        json!({"path": n, "cell_id": ids[1], "metadata": {"k": 1}, "add_tags": ["t"]}),
+    )
+    .await;
+    t.ok(
+        "update_cell_metadata",
+        json!({"path": n, "cell_id": ids[1], "add_tags": ["t"]}),
+    )
+    .await;
+    t.refused(
+        "update_cell_metadata",
+        json!({"path": n, "cell_id": "ffffffff", "add_tags": ["t"]}),
+        "not_found",
+    )
+    .await;
+    t.ok(
+        "update_notebook_metadata",
+        json!({"path": n, "metadata": {"k": 1}}),
+    )
+    .await;
+    t.refused(
+        "update_notebook_metadata",
+        json!({"path": "nope.ipynb", "metadata": {"k": 1}}),
+        "not_found",
+    )
+    .await;
+
+    t.ok(
+        "revert_cell",
+        json!({"path": n, "cell_id": ids[1], "to_version": head["current_version"]}),
+    )
+    .await;
+    t.refused(
+        "revert_cell",
+        json!({"path": n, "cell_id": ids[1], "to_version": 1_000_000}),
+        "invalid_argument",
+    )
+    .await;
 
     // Each tool offered was called both ways.
     for tool in client.list_all_tools().await.unwrap() {

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use common::{Client, call, connect_with, create};
 use serde_json::{Value, json};
 
-const LEAN: [&str; 17] = [
+const LEAN: [&str; 18] = [
     "list_notebooks",
     "get_notebook_content",
     "get_notebook_outline",
@@ -28,6 +28,7 @@ const LEAN: [&str; 17] = [
     "get_notebook_changes",
     "get_cell_history",
     "recover_cell",
+    "revert_cell",
 ];
 
 /// Calls a tool the server does not list. The answer must be a refusal

@@ -218,6 +218,47 @@ impl Engine {
         &self.store
     }
 
+    /// Notebook `path` as it was right after version `version`, read from
+    /// the log alone (no import, no file access; §10 `at_version`).
+    pub fn notebook_at(&self, path: &str, version: u64) -> Result<NotebookState, ToolError> {
+        let head = self.with_workspace(|ws| ws.head);
+        if version > head {
+            return Err(ToolError::invalid(
+                "at_version",
+                format!("a version up to the log's head, {head}"),
+                format!("version {version} is beyond the log's head ({head})"),
+            )
+            .with("head", head));
+        }
+        let np = self.root.resolve(path)?;
+        let first = self
+            .store
+            .notebook_versions(&np.rel, 0, 1)
+            .map_err(store_error)?
+            .first()
+            .copied();
+        let missing = || {
+            let hint = match first {
+                Some(f) => format!("its first event is version {f}"),
+                None => "the log has no such notebook".to_owned(),
+            };
+            ToolError::not_found(
+                "notebook",
+                format!(
+                    "notebook {} did not exist at version {version}; {hint}",
+                    quote(&np.rel)
+                ),
+            )
+            .with("path", np.rel.clone())
+        };
+        if first.is_none_or(|f| f > version) {
+            return Err(missing());
+        }
+        replay::notebook_at(&self.store, &np.rel, version)
+            .map_err(store_error)?
+            .ok_or_else(missing)
+    }
+
     /// A place to long-poll, or `None` when [`MAX_WAITERS`] already wait.
     pub fn wait_slot(&self) -> Option<WaitSlot> {
         let mut n = self.waiters.load(Ordering::SeqCst);

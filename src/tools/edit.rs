@@ -65,13 +65,13 @@ fn new_ids(nb: Option<&NotebookState>, n: usize) -> Vec<String> {
     ids
 }
 
-fn existing(nb: Option<&NotebookState>) -> Result<&NotebookState, ToolError> {
+pub(super) fn existing(nb: Option<&NotebookState>) -> Result<&NotebookState, ToolError> {
     nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))
 }
 
 /// Cells of a type this build does not know are kept whole but not edited:
 /// their content lives in fields nbledger would not write back.
-fn editable(nb: &NotebookState, i: usize) -> Result<(), ToolError> {
+pub(super) fn editable(nb: &NotebookState, i: usize) -> Result<(), ToolError> {
     let cell = &nb.cells[i].cell;
     if let CellType::Other(t) = &cell.cell_type {
         return Err(ToolError::invalid(
@@ -88,7 +88,11 @@ fn editable(nb: &NotebookState, i: usize) -> Result<(), ToolError> {
 }
 
 /// `expected_version` is a compare-and-swap token (§8.4).
-fn check_expected(nb: &NotebookState, i: usize, expected: Option<u64>) -> Result<(), ToolError> {
+pub(super) fn check_expected(
+    nb: &NotebookState,
+    i: usize,
+    expected: Option<u64>,
+) -> Result<(), ToolError> {
     let live = &nb.cells[i];
     match expected {
         Some(e) if e < live.last_version => Err(ToolError::new(

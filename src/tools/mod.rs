@@ -8,8 +8,10 @@ pub mod common;
 pub mod edit;
 pub mod feed;
 pub mod locks;
+pub mod metadata;
 pub mod read;
 pub mod reference;
+pub mod revert;
 pub mod runs;
 mod runs_router;
 pub mod schema;
@@ -89,8 +91,8 @@ impl NotebookServer {
             Toolset::Collab => Self::collab_router(),
             Toolset::Snapshots => Self::snapshots_router(),
             Toolset::Transfer => Self::transfer_router(),
+            Toolset::Notebooks => Self::notebooks_router(),
             Toolset::Runs => Self::runs_router(),
-            Toolset::Notebooks => ToolRouter::new(),
         };
         let mut finished = ToolRouter::new();
         for mut route in tools {
@@ -531,6 +533,25 @@ impl NotebookServer {
         })
         .await
     }
+
+    #[tool(
+        name = "revert_cell",
+        description = "Set a live cell's type, source and metadata back to what they were right after to_version (see get_cell_history), as one new event; outputs stay. For the whole notebook use restore_snapshot; for a deleted cell, recover_cell.",
+        input_schema = schema::input::<revert::RevertArgs>(),
+        output_schema = schema::output::<revert::RevertOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn revert_cell(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: revert::RevertArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            revert::revert_cell(e, a, &who)
+        })
+        .await
+    }
 }
 
 #[tool_router(router = snapshots_router)]
@@ -642,6 +663,47 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             transfer::move_cells(e, a, &who)
+        })
+        .await
+    }
+}
+
+#[tool_router(router = notebooks_router)]
+impl NotebookServer {
+    #[tool(
+        name = "update_cell_metadata",
+        description = "Change one cell's metadata: merge keys (null removes one), replace it whole, or add_tags/remove_tags. For its source use update_cell. `locked` if another agent holds the cell, unless force.",
+        input_schema = schema::input::<metadata::CellMetadataArgs>(),
+        output_schema = schema::output::<metadata::CellMetadataOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn update_cell_metadata(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: metadata::CellMetadataArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            metadata::update_cell_metadata(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "update_notebook_metadata",
+        description = "Change the notebook's metadata (kernelspec, language_info, your own keys): merge keys (null removes one) or replace it whole.",
+        input_schema = schema::input::<metadata::NotebookMetadataArgs>(),
+        output_schema = schema::output::<metadata::NotebookMetadataOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn update_notebook_metadata(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: metadata::NotebookMetadataArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            metadata::update_notebook_metadata(e, a, &who)
         })
         .await
     }

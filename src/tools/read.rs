@@ -63,6 +63,9 @@ pub struct ContentArgs {
     pub max_output_chars: Option<u64>,
     #[schemars(extend("default" = false))]
     pub include_images: Option<bool>,
+    /// Read the notebook as it was right after this version, from the log
+    /// (no locks shown).
+    pub at_version: Option<u64>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -119,7 +122,7 @@ pub fn get_notebook_content(
     let max_chars = a.max_output_chars.unwrap_or(2000) as usize;
     let images = a.include_images.unwrap_or(false);
     let now = crate::time::now_ms();
-    let out = engine.read(&a.path, |nb| {
+    let build = |nb: &NotebookState, now: Option<i64>| -> Result<ContentOut, ToolError> {
         let one = a.cell_id.clone().map(|id| vec![id]);
         let wanted: Option<Vec<usize>> = match a.cell_ids.as_ref().or(one.as_ref()) {
             Some(ids) => Some(
@@ -176,7 +179,9 @@ pub fn get_notebook_content(
                 cell.outputs_version = run.outputs_version;
                 cell.stale = (live.last_version > run.source_version).then_some(true);
             }
-            if let Some(l) = nb.lock_at(&live.cell.id, now) {
+            if let Some(now) = now
+                && let Some(l) = nb.lock_at(&live.cell.id, now)
+            {
                 cell.locked_by = Some(l.owner.clone());
                 cell.lock_expires_in_s = Some((l.expires_at - now).max(0) / 1000);
             }
@@ -195,7 +200,11 @@ pub fn get_notebook_content(
             truncated: next_start.map(|_| true),
             next_start,
         })
-    })?;
+    };
+    let out = match a.at_version {
+        Some(v) => build(&engine.notebook_at(&a.path, v)?, None)?,
+        None => engine.read(&a.path, |nb| build(nb, Some(now)))?,
+    };
     let summary = format!(
         "{}: {} cell(s) at version {}{}",
         out.path,

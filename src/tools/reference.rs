@@ -110,7 +110,14 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
         | "get_notebook_changes"
         | "list_snapshots"
         | "diff_snapshot" => NOTEBOOK,
-        "update_cell" | "batch_update_cells" | "delete_cell" | "change_cell_type" => GUARDED,
+        "update_cell"
+        | "batch_update_cells"
+        | "delete_cell"
+        | "change_cell_type"
+        | "update_cell_metadata" => GUARDED,
+        "update_notebook_metadata" => {
+            &["outside_root", "not_found", "invalid_notebook", "too_large"]
+        }
         "lock_cells" | "unlock_cells" | "move_cells" => LOCKS,
         "recover_cell" => &[
             "outside_root",
@@ -134,6 +141,7 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "locked",
             "too_large",
         ],
+        "revert_cell" => GUARDED,
         "execute_cell" => LOCKS,
         "clear_outputs" => GUARDED,
         "get_run" => &["not_found"],

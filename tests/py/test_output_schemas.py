@@ -101,6 +101,18 @@ async def test_every_tool_result_matches_its_output_schema(root, mode):
         await s.ok("get_cell_history", path="m.ipynb", cell_id=b)
         await s.err("get_cell_history", "not_found", path=n, cell_id="ffffffff")
 
+        tagged = await s.ok("update_cell_metadata", path=n, cell_id=a, metadata={"k": 1}, add_tags=["t"])
+        assert tagged["metadata"] == {"k": 1, "tags": ["t"]}, tagged
+        same = await s.ok("update_cell_metadata", path=n, cell_id=a, add_tags=["t"])
+        assert same["changed"] is False, same
+        await s.err("update_cell_metadata", "not_found", path=n, cell_id="ffffffff", add_tags=["t"])
+        await s.ok("update_notebook_metadata", path=n, metadata={"k": 1})
+        await s.err("update_notebook_metadata", "not_found", path="missing.ipynb", metadata={"k": 1})
+
+        latest = await s.ok("get_notebook_changes", path=n)
+        await s.ok("revert_cell", path=n, cell_id=a, to_version=latest["current_version"])
+        await s.err("revert_cell", "invalid_argument", path=n, cell_id=a, to_version=10**6)
+
         listed = {tool.name for tool in (await t.list_tools()).tools} - nbl.RUNS_TOOLS
         assert listed >= nbl.TOOLS
         missing = {(name, refused) for name in listed for refused in (False, True)} - s.calls
