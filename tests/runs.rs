@@ -135,6 +135,23 @@ async fn a_cell_runs_and_its_outputs_reach_the_result_the_file_and_the_feed() {
         .collect();
     assert!(ops.contains(&"execute_cell"), "{ops:?}");
     assert!(ops.contains(&"run_finished"), "{ops:?}");
+    let history = call(
+        &c,
+        "get_cell_history",
+        json!({"path": "n.ipynb", "cell_id": ids[0]}),
+    )
+    .await
+    .ok();
+    let cell_ops: Vec<&str> = history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert!(
+        cell_ops.contains(&"execute_cell") && cell_ops.contains(&"run_finished"),
+        "{cell_ops:?}"
+    );
 
     let listed = call(&c, "list_runs", json!({"path": "n.ipynb"})).await.ok();
     let runs = listed["runs"].as_array().unwrap();
@@ -457,10 +474,17 @@ async fn connect_killable(root: &Path) -> (Client, tokio::process::Child) {
 async fn the_next_owner_ends_a_crashed_owners_runs_as_kernel_died() {
     let dir = tmp();
     let (c, mut child) = connect_killable(dir.path()).await;
-    let ids = create(&c, "n.ipynb", &["import time\ntime.sleep(300)", "1"]).await;
+    let ids = create(
+        &c,
+        "n.ipynb",
+        &["print('kept')", "import time\ntime.sleep(300)", "1"],
+    )
+    .await;
+    let done = run(&c, json!({"path": "n.ipynb", "cell_id": ids[0]})).await;
+    let done = done["runs"][0]["run_id"].as_str().unwrap().to_owned();
     let r = run(
         &c,
-        json!({"path": "n.ipynb", "cell_ids": ids, "timeout_s": 1}),
+        json!({"path": "n.ipynb", "cell_ids": [ids[1], ids[2]], "timeout_s": 1}),
     )
     .await;
     let first = r["runs"][0]["run_id"].as_str().unwrap().to_owned();
@@ -474,10 +498,24 @@ async fn the_next_owner_ends_a_crashed_owners_runs_as_kernel_died() {
         assert_eq!(end["status"], "kernel_died", "{end}");
         assert!(end["reason"].is_string());
     }
+    // No checkpoint after a kill: the finished run and its outputs come
+    // back by replaying the log.
+    let kept = follow(&c, &done).await;
+    assert_eq!(kept["status"], "ok");
+    assert_eq!(text_of(&kept), "kept\n");
+    let content = call(
+        &c,
+        "get_notebook_content",
+        json!({"path": "n.ipynb", "include_outputs": true}),
+    )
+    .await
+    .ok();
+    assert_eq!(content["cells"][0]["outputs"][0]["text"], "kept\n");
+    assert_eq!(content["cells"][0]["run_id"], done);
     let kernels = call(&c, "list_kernels", json!({})).await.ok();
     assert_eq!(kernels["kernels"], json!([]));
     // The notebook's kernel starts afresh on the next run.
-    let again = run(&c, json!({"path": "n.ipynb", "cell_id": ids[1]})).await;
+    let again = run(&c, json!({"path": "n.ipynb", "cell_id": ids[2]})).await;
     assert_eq!(again["runs"][0]["status"], "ok");
     assert_eq!(again["runs"][0]["execution_count"], 1);
 }
