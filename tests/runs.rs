@@ -519,3 +519,52 @@ async fn the_next_owner_ends_a_crashed_owners_runs_as_kernel_died() {
     assert_eq!(again["runs"][0]["status"], "ok");
     assert_eq!(again["runs"][0]["execution_count"], 1);
 }
+
+#[tokio::test]
+async fn restart_with_another_kernelspec_records_it_and_a_deleted_cell_stays_deleted() {
+    let dir = tmp();
+    let c = connect(dir.path(), "agent").await;
+    let ids = create(
+        &c,
+        "n.ipynb",
+        &[
+            "import time\ntime.sleep(2)\nprint('late')",
+            "import sys\nprint(sys.prefix)",
+        ],
+    )
+    .await;
+    let r = call(
+        &c,
+        "restart_kernel",
+        json!({"path": "n.ipynb", "kernel_name": "python3-bare"}),
+    )
+    .await
+    .ok();
+    assert_eq!(r["kernel"]["kernel_name"], "python3-bare");
+    let file = file_json(dir.path(), "n.ipynb");
+    assert_eq!(file["metadata"]["kernelspec"]["name"], "python3-bare");
+    let r = run(&c, json!({"path": "n.ipynb", "cell_id": ids[1]})).await;
+    assert_eq!(r["kernel"]["kernel_name"], "python3-bare");
+    assert_eq!(r["runs"][0]["kernel_name"], "python3-bare");
+
+    // Deleted while it runs: the run ends on record, the cell stays gone.
+    let r = run(
+        &c,
+        json!({"path": "n.ipynb", "cell_id": ids[0], "timeout_s": 1}),
+    )
+    .await;
+    let run_id = r["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    call(
+        &c,
+        "delete_cell",
+        json!({"path": "n.ipynb", "cell_id": ids[0]}),
+    )
+    .await
+    .ok();
+    let end = follow(&c, &run_id).await;
+    assert_eq!(end["status"], "ok");
+    assert_eq!(text_of(&end), "late\n");
+    let left = common::cells(&c, "n.ipynb").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, ids[1]);
+}
