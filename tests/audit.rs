@@ -181,6 +181,8 @@ fn insert(engine: &Engine, path: &str, source: &str, who: &str) -> (String, u64)
             after_cell_id: None,
             before_cell_id: None,
             metadata: None,
+            lock: None,
+            ttl_seconds: None,
             client_name: None,
             request_id: None,
         },

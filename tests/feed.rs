@@ -411,3 +411,55 @@ async fn recover_brings_back_the_whole_cell_in_its_place() {
     );
     c.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_path_the_feed_covers_every_notebook_and_wakes_on_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let c = common::connect(root, "watcher").await;
+    common::create(&c, "a.ipynb", &["a"]).await;
+    common::create(&c, "sub/b.ipynb", &["b"]).await;
+    let all = common::call(&c, "get_notebook_changes", json!({}))
+        .await
+        .ok();
+    assert!(all.get("path").is_none(), "{all}");
+    let paths: Vec<&str> = all["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["paths"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["a.ipynb", "sub/b.ipynb"]);
+    let head = all["current_version"].as_u64().unwrap();
+    assert_eq!(all["next_since_version"], head);
+    // Paging: one at a time, nothing skipped.
+    let first = common::call(&c, "get_notebook_changes", json!({"limit": 1}))
+        .await
+        .ok();
+    assert_eq!(first["has_more"], true);
+    assert_eq!(first["changes"].as_array().unwrap().len(), 1);
+    // A long-poll on every notebook wakes on a write to either.
+    let other = common::connect(root, "writer").await;
+    let wait = common::call(
+        &c,
+        "get_notebook_changes",
+        json!({"since_version": head, "wait_ms": 20000}),
+    );
+    let write = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        common::call(
+            &other,
+            "insert_cell",
+            json!({"path": "sub/b.ipynb", "source": "new"}),
+        )
+        .await
+        .ok()
+    };
+    let (woke, wrote) = tokio::join!(wait, write);
+    let woke = woke.ok();
+    assert_eq!(woke["waited"], true);
+    assert_eq!(woke["changes"][0]["version"], wrote["version"]);
+    assert_eq!(woke["changes"][0]["paths"][0], "sub/b.ipynb");
+    other.cancel().await.unwrap();
+    c.cancel().await.unwrap();
+}

@@ -70,6 +70,8 @@ fn insert(engine: &Engine, path: &str, source: String, who: &Actor) -> Map<Strin
         after_cell_id: None,
         before_cell_id: None,
         metadata: None,
+        lock: None,
+        ttl_seconds: None,
         client_name: None,
         request_id: None,
     };

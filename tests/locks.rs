@@ -320,3 +320,76 @@ async fn lock_arguments_are_checked() {
     );
     c.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_inserted_with_lock_are_born_locked_in_the_same_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let c = common::connect(root, "agent").await;
+    common::create(&c, "n.ipynb", &["x = 1"]).await;
+    let one = common::call(
+        &c,
+        "insert_cell",
+        json!({"path": "n.ipynb", "source": "mine", "lock": true, "ttl_seconds": 120, "client_name": "a"}),
+    )
+    .await
+    .ok();
+    let many = common::call(
+        &c,
+        "batch_insert_cells",
+        json!({"path": "n.ipynb", "cells": [{"source": "p"}, {"source": "q"}], "lock": true, "client_name": "a"}),
+    )
+    .await
+    .ok();
+    let locks = common::call(&c, "list_locks", json!({"path": "n.ipynb"}))
+        .await
+        .ok();
+    let held: Vec<(&str, &str, u64)> = locks["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["cell_id"].as_str().unwrap(),
+                l["owner"].as_str().unwrap(),
+                l["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let id = one["cell_id"].as_str().unwrap();
+    assert!(
+        held.contains(&(id, "a", one["version"].as_u64().unwrap())),
+        "{held:?}"
+    );
+    for c2 in many["cell_ids"].as_array().unwrap() {
+        assert!(
+            held.contains(&(c2.as_str().unwrap(), "a", many["version"].as_u64().unwrap())),
+            "{held:?}"
+        );
+    }
+    // Nobody else can write them without force.
+    let r = common::call(
+        &c,
+        "update_cell",
+        json!({"path": "n.ipynb", "cell_id": id, "source": "theirs", "client_name": "b"}),
+    )
+    .await;
+    assert_eq!(r.code(), "locked");
+    // Locking needs a name, and a ttl in range; refused calls insert nothing.
+    let r = common::call(
+        &c,
+        "insert_cell",
+        json!({"path": "n.ipynb", "source": "x", "lock": true, "client_name": "anonymous"}),
+    )
+    .await;
+    assert_eq!(r.code(), "invalid_argument");
+    let r = common::call(
+        &c,
+        "insert_cell",
+        json!({"path": "n.ipynb", "source": "x", "lock": true, "ttl_seconds": 0, "client_name": "a"}),
+    )
+    .await;
+    assert_eq!(r.code(), "invalid_argument");
+    assert_eq!(common::cells(&c, "n.ipynb").await.len(), 4);
+    c.cancel().await.unwrap();
+}

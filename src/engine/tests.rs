@@ -61,6 +61,8 @@ fn insert(engine: &Engine, path: &str, source: &str) -> Answer {
         after_cell_id: None,
         before_cell_id: None,
         metadata: None,
+        lock: None,
+        ttl_seconds: None,
         client_name: None,
         request_id: None,
     };

@@ -65,6 +65,37 @@ fn new_ids(nb: Option<&NotebookState>, n: usize) -> Vec<String> {
     ids
 }
 
+/// `lock: true` on an insert (§10): the lease in ms, after the checks
+/// `lock_cells` makes (a name to own it, a ttl in range).
+fn lease(lock: Option<bool>, ttl: Option<u64>, actor: &Actor) -> Result<Option<i64>, ToolError> {
+    if !lock.unwrap_or(false) {
+        return Ok(None);
+    }
+    super::locks::require_name(actor)?;
+    let ttl = ttl.unwrap_or(600);
+    if !(1..=super::locks::MAX_TTL_S).contains(&ttl) {
+        return Err(ToolError::invalid(
+            "ttl_seconds",
+            "1 to 86400",
+            format!("ttl_seconds {ttl} is out of range; give 1 to 86400 seconds"),
+        ));
+    }
+    Ok(Some(ttl as i64 * 1000))
+}
+
+/// The locks that make new cells `ids` the caller's from their first event.
+fn new_cell_locks(path: &str, ids: &[String], owner: &str, now: i64, lease: i64) -> Vec<Change> {
+    ids.iter()
+        .map(|id| Change::LockAcquired {
+            path: path.to_owned(),
+            cell_id: id.clone(),
+            owner: owner.to_owned(),
+            acquired_at: now,
+            expires_at: now + lease,
+        })
+        .collect()
+}
+
 pub(super) fn existing(nb: Option<&NotebookState>) -> Result<&NotebookState, ToolError> {
     nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))
 }
@@ -233,6 +264,12 @@ pub struct InsertArgs {
     pub after_cell_id: Option<String>,
     pub before_cell_id: Option<String>,
     pub metadata: Option<Map<String, Value>>,
+    /// Lock the new cell to you in the same event (needs a client_name).
+    #[schemars(extend("default" = false))]
+    pub lock: Option<bool>,
+    /// With lock: 1–86400.
+    #[schemars(extend("default" = 600))]
+    pub ttl_seconds: Option<u64>,
     pub client_name: Option<String>,
     pub request_id: Option<String>,
 }
@@ -255,12 +292,14 @@ pub fn insert_cell(
         metadata: a.metadata,
     };
     let t = spec.kind("cell_type")?;
+    let lease = lease(a.lock, a.ttl_seconds, actor)?;
+    let owner = actor.client_name.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "insert_cell",
-        move |nb, np, _now| {
+        move |nb, np, now| {
             let nb = existing(nb)?;
             let at = placement(
                 nb,
@@ -271,15 +310,26 @@ pub fn insert_cell(
             check_source(&spec.source)?;
             let id = new_ids(Some(nb), 1).remove(0);
             let cell = Arc::new(spec.build(id.clone(), t));
-            let summary = format!("inserted {} cell {} at {}", cell.cell_type.as_str(), id, at);
+            let mut summary = format!("inserted {} cell {} at {}", cell.cell_type.as_str(), id, at);
+            let mut changes = vec![Change::CellInserted {
+                path: np.rel.clone(),
+                index: at as u32,
+                cell,
+            }];
+            if let Some(lease) = lease {
+                changes.extend(new_cell_locks(
+                    &np.rel,
+                    std::slice::from_ref(&id),
+                    &owner,
+                    now,
+                    lease,
+                ));
+                summary.push_str(&format!(", locked to {owner}"));
+            }
             Ok(Plan {
                 operation: "insert_cell",
                 overrode_locks: Vec::new(),
-                changes: vec![Change::CellInserted {
-                    path: np.rel.clone(),
-                    index: at as u32,
-                    cell,
-                }],
+                changes,
                 cell_ids: vec![id.clone()],
                 summary,
                 result: Box::new(move |version, _| {
@@ -309,6 +359,12 @@ pub struct BatchInsertArgs {
     pub index: Option<i64>,
     pub after_cell_id: Option<String>,
     pub before_cell_id: Option<String>,
+    /// Lock the new cells to you in the same event (needs a client_name).
+    #[schemars(extend("default" = false))]
+    pub lock: Option<bool>,
+    /// With lock: 1–86400.
+    #[schemars(extend("default" = 600))]
+    pub ttl_seconds: Option<u64>,
     pub client_name: Option<String>,
     pub request_id: Option<String>,
 }
@@ -333,12 +389,14 @@ pub fn batch_insert_cells(
         ));
     }
     let n_cells = a.cells.len();
+    let lease = lease(a.lock, a.ttl_seconds, actor)?;
+    let owner = actor.client_name.clone();
     let res = engine.write(
         &a.path,
         actor,
         Presence::Existing,
         "batch_insert_cells",
-        move |nb, np, _now| {
+        move |nb, np, now| {
             let nb = existing(nb)?;
             let at = placement(
                 nb,
@@ -355,6 +413,9 @@ pub fn batch_insert_cells(
                     index: (at + k) as u32,
                     cell: Arc::new(spec.build(id.clone(), t.clone())),
                 });
+            }
+            if let Some(lease) = lease {
+                changes.extend(new_cell_locks(&np.rel, &ids, &owner, now, lease));
             }
             let out = ids.clone();
             Ok(Plan {

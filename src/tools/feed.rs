@@ -45,7 +45,8 @@ fn overrode(event: &Event, cell: Option<&str>) -> (Option<String>, Option<Vec<Ov
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct ChangesArgs {
-    pub path: String,
+    /// Omit for the feed of every notebook (each change names its paths).
+    pub path: Option<String>,
     /// List changes after it: the current_version or next_since_version you got last.
     #[schemars(extend("default" = 0))]
     pub since_version: Option<u64>,
@@ -76,7 +77,9 @@ pub struct ChangeEntry {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ChangesOut {
-    pub path: String,
+    /// Absent for the feed of every notebook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub current_version: u64,
     pub changes: Vec<ChangeEntry>,
     pub has_more: bool,
@@ -133,7 +136,12 @@ pub fn changes(engine: &Engine, a: &ChangesArgs) -> Result<ChangesOut, ToolError
         )
         .with("head", head));
     }
-    engine.read(&a.path, |nb| {
+    let Some(path) = &a.path else {
+        // The published head: everything up to it is flushed (§8.9).
+        let durable = *engine.subscribe().borrow();
+        return every_notebook(engine, since, limit, durable.min(head));
+    };
+    engine.read(path, |nb| {
         let store = engine.store();
         let mut found: Vec<ChangeEntry> = Vec::new();
         let mut after = since;
@@ -168,7 +176,7 @@ pub fn changes(engine: &Engine, a: &ChangesArgs) -> Result<ChangesOut, ToolError
             _ => nb.current_version,
         };
         Ok(ChangesOut {
-            path: nb.path.clone(),
+            path: Some(nb.path.clone()),
             current_version: nb.current_version,
             changes: found,
             has_more,
@@ -178,11 +186,49 @@ pub fn changes(engine: &Engine, a: &ChangesArgs) -> Result<ChangesOut, ToolError
     })
 }
 
+/// The feed of every notebook up to `head` (read once, so the changes and
+/// `current_version` agree): every event but refused attempts, in order.
+fn every_notebook(
+    engine: &Engine,
+    since: u64,
+    limit: usize,
+    head: u64,
+) -> Result<ChangesOut, ToolError> {
+    let mut found: Vec<ChangeEntry> = Vec::new();
+    for rec in engine.store().records(since + 1) {
+        let rec = rec.map_err(|e| ToolError::internal(e.to_string()))?;
+        if rec.event.version > head {
+            break;
+        }
+        if rec.event.is_rejected() {
+            continue;
+        }
+        found.push(entry(&rec.event));
+        if found.len() > limit {
+            break;
+        }
+    }
+    let has_more = found.len() > limit;
+    found.truncate(limit);
+    let next_since_version = match (has_more, found.last()) {
+        (true, Some(last)) => last.version,
+        _ => head,
+    };
+    Ok(ChangesOut {
+        path: None,
+        current_version: head,
+        changes: found,
+        has_more,
+        next_since_version,
+        waited: None,
+    })
+}
+
 pub fn changes_summary(out: &ChangesOut) -> String {
     format!(
         "{} change(s) in {} after the given version; current_version {}{}",
         out.changes.len(),
-        out.path,
+        out.path.as_deref().unwrap_or("every notebook"),
         out.current_version,
         if out.has_more {
             " (more: call again with since_version=next_since_version)"

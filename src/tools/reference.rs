@@ -114,7 +114,8 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
         | "batch_update_cells"
         | "delete_cell"
         | "change_cell_type"
-        | "update_cell_metadata" => GUARDED,
+        | "update_cell_metadata"
+        | "revert_cell" => GUARDED,
         "update_notebook_metadata" => {
             &["outside_root", "not_found", "invalid_notebook", "too_large"]
         }
