@@ -142,7 +142,6 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "locked",
             "too_large",
         ],
-        "revert_cell" => GUARDED,
         "execute_cell" => LOCKS,
         "clear_outputs" => GUARDED,
         "get_run" => &["not_found"],
