@@ -50,6 +50,7 @@ use tokio_util::task::TaskTracker;
 use crate::engine::Engine;
 use crate::error::ToolError;
 use crate::lines::{self, LINK_LIMIT};
+use crate::runs::Runner;
 use crate::store::{Store, StoreError};
 use crate::tools::sets::{Toolset, Toolsets};
 use crate::tools::{NotebookServer, common};
@@ -207,6 +208,8 @@ pub struct Hub {
     sessions: TaskTracker,
     /// The engine, while this process owns the store.
     engine: parking_lot::Mutex<Option<Arc<Engine>>>,
+    /// Its kernels, while this process owns the store.
+    runner: parking_lot::Mutex<Option<Arc<Runner>>>,
 }
 
 impl Hub {
@@ -226,6 +229,7 @@ impl Hub {
             generation: AtomicU64::new(0),
             sessions: TaskTracker::new(),
             engine: parking_lot::Mutex::new(None),
+            runner: parking_lot::Mutex::new(None),
         });
         let first = tokio::time::timeout(START_WAIT, acquire(&hub))
             .await
@@ -275,6 +279,12 @@ impl Hub {
         self.sessions.close();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions.wait()).await;
         self.mode.send_replace(Mode::Down);
+        // Kernels stop before the engine, so the ends of their runs are
+        // in the log the checkpoint covers.
+        let runner = self.runner.lock().take();
+        if let Some(runner) = runner {
+            runner.shutdown().await;
+        }
         let engine = self.engine.lock().take();
         if let Some(engine) = engine {
             let _ = tokio::task::spawn_blocking(move || engine.stop()).await;
@@ -332,7 +342,12 @@ async fn supervise(hub: Arc<Hub>, first: Acquired) {
         match acquired {
             Acquired::Owner(engine) => {
                 *hub.engine.lock() = Some(engine.clone());
-                let server = NotebookServer::new(engine).with_stop(hub.draining.clone());
+                // Kernels live in the owner (§9.2); a crashed owner's are
+                // killed and their runs ended on record before any new run.
+                let runner = Arc::new(Runner::new(engine.clone(), hub.data.join("kernels")));
+                runner.recover().await;
+                *hub.runner.lock() = Some(runner.clone());
+                let server = NotebookServer::new(engine, runner).with_stop(hub.draining.clone());
                 hub.mode.send_replace(Mode::Owner(server));
                 tracing::info!("owner of the store");
                 return;

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Client, Outcome, call, connect};
+use common::{Client, Outcome, call};
 use serde_json::{Value, json};
 
 struct Calls<'a> {
@@ -64,7 +64,7 @@ fn rich_notebook() -> String {
 async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rich.ipynb"), rich_notebook()).unwrap();
-    let client = connect(dir.path(), "agent-a").await;
+    let client = common::connect_kernels(dir.path(), "agent-a").await;
     let mut t = Calls {
         client: &client,
         seen: BTreeSet::new(),
@@ -419,6 +419,51 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
     )
     .await;
 
+    // Running cells (§9), on the test kernel.
+    let rids = common::create(&client, "runs.ipynb", &["print(1)"]).await;
+    let ran = t
+        .ok(
+            "execute_cell",
+            json!({"path": "runs.ipynb", "cell_id": rids[0]}),
+        )
+        .await;
+    t.refused(
+        "execute_cell",
+        json!({"path": "runs.ipynb", "cell_id": rids[0], "timeout_s": 0}),
+        "invalid_argument",
+    )
+    .await;
+    t.ok("get_run", json!({"run_id": ran["runs"][0]["run_id"]}))
+        .await;
+    t.refused("get_run", json!({"run_id": "nope"}), "not_found")
+        .await;
+    t.ok("list_runs", json!({"path": "runs.ipynb"})).await;
+    t.refused("list_runs", json!({"limit": "many"}), "invalid_argument")
+        .await;
+    t.ok("list_kernels", json!({})).await;
+    t.refused("list_kernels", json!({"path": "x"}), "invalid_argument")
+        .await;
+    t.ok("interrupt_kernel", json!({"path": "runs.ipynb"}))
+        .await;
+    t.ok("restart_kernel", json!({"path": "runs.ipynb"})).await;
+    t.refused(
+        "restart_kernel",
+        json!({"path": "runs.ipynb", "kernel_name": "no-such-kernel"}),
+        "not_found",
+    )
+    .await;
+    t.ok("clear_outputs", json!({"path": "runs.ipynb"})).await;
+    t.refused(
+        "clear_outputs",
+        json!({"path": "runs.ipynb", "cell_ids": ["ffffffff"]}),
+        "not_found",
+    )
+    .await;
+    t.ok("shutdown_kernel", json!({"path": "runs.ipynb"})).await;
+    for tool in ["interrupt_kernel", "shutdown_kernel"] {
+        t.refused(tool, json!({"path": "runs.ipynb"}), "not_found")
+            .await;
+    }
     t.ok(
         "update_cell_metadata",
         json!({"path": n, "cell_id": ids[1], "metadata": {"k": 1}, "add_tags": ["t"]}),

@@ -32,7 +32,9 @@ async fn tools_are_listed_with_schemas_and_annotations() {
     }
     for t in &tools {
         let ann = t.annotations.as_ref().expect("annotations");
-        assert_eq!(ann.open_world_hint, Some(false), "{}", t.name);
+        // Only tools that run arbitrary code reach outside (§8.13).
+        let runs_code = t.name == "execute_cell";
+        assert_eq!(ann.open_world_hint, Some(runs_code), "{}", t.name);
         let out = t.output_schema.as_ref().expect("output schema");
         assert!(
             out["properties"].get("error").is_some(),
@@ -54,6 +56,11 @@ async fn tools_are_listed_with_schemas_and_annotations() {
     assert_eq!(get("update_cell").destructive_hint, Some(true));
     assert_eq!(get("update_cell").idempotent_hint, Some(true));
     assert_eq!(get("insert_cell").destructive_hint, Some(false));
+    assert_eq!(get("execute_cell").destructive_hint, Some(true));
+    for read in ["get_run", "list_runs", "list_kernels"] {
+        assert_eq!(get(read).read_only_hint, Some(true), "{read}");
+    }
+    assert_eq!(get("clear_outputs").idempotent_hint, Some(true));
     c.cancel().await.unwrap();
 }
 

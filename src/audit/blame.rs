@@ -176,7 +176,11 @@ fn attribute(
                 | Change::LockAcquired { .. }
                 | Change::LockReleased { .. }
                 | Change::SnapshotTaken { .. }
-                | Change::Rejected { .. } => {}
+                | Change::Rejected { .. }
+                | Change::RunStarted { .. }
+                | Change::RunOutputs { .. }
+                | Change::RunFinished { .. }
+                | Change::KernelAction { .. } => {}
             }
         }
         ws.apply_to_notebooks(&event);

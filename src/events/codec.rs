@@ -169,6 +169,40 @@ enum ChangeV1 {
         from_path: String,
         from_id: String,
     },
+    RunStarted {
+        path: String,
+        run_id: String,
+        cell_id: Option<String>,
+        source: Text,
+        source_version: u64,
+        kernel_name: String,
+    },
+    RunOutputs {
+        path: String,
+        run_id: String,
+        cell_id: Option<String>,
+        outputs: Text,
+        execution_count: Option<u64>,
+        truncated: bool,
+    },
+    RunFinished {
+        path: String,
+        run_id: String,
+        cell_id: Option<String>,
+        status: String,
+        execution_count: Option<u64>,
+        started_at: Option<i64>,
+        duration_ms: Option<u64>,
+        outputs: Text,
+        truncated: bool,
+        reason: Option<String>,
+    },
+    KernelAction {
+        path: String,
+        kernel_name: String,
+        action: String,
+        run_ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -507,6 +541,70 @@ fn change_v1(c: &Change, text: &mut dyn FnMut(&str) -> Text) -> ChangeV1 {
             from_path: from_path.clone(),
             from_id: from_id.clone(),
         },
+        Change::RunStarted {
+            path,
+            run_id,
+            cell_id,
+            source,
+            source_version,
+            kernel_name,
+        } => ChangeV1::RunStarted {
+            path: path.clone(),
+            run_id: run_id.clone(),
+            cell_id: cell_id.clone(),
+            source: text(source),
+            source_version: *source_version,
+            kernel_name: kernel_name.clone(),
+        },
+        Change::RunOutputs {
+            path,
+            run_id,
+            cell_id,
+            outputs,
+            execution_count,
+            truncated,
+        } => ChangeV1::RunOutputs {
+            path: path.clone(),
+            run_id: run_id.clone(),
+            cell_id: cell_id.clone(),
+            outputs: text(outputs),
+            execution_count: *execution_count,
+            truncated: *truncated,
+        },
+        Change::RunFinished {
+            path,
+            run_id,
+            cell_id,
+            status,
+            execution_count,
+            started_at,
+            duration_ms,
+            outputs,
+            truncated,
+            reason,
+        } => ChangeV1::RunFinished {
+            path: path.clone(),
+            run_id: run_id.clone(),
+            cell_id: cell_id.clone(),
+            status: status.clone(),
+            execution_count: *execution_count,
+            started_at: *started_at,
+            duration_ms: *duration_ms,
+            outputs: text(outputs),
+            truncated: *truncated,
+            reason: reason.clone(),
+        },
+        Change::KernelAction {
+            path,
+            kernel_name,
+            action,
+            run_ids,
+        } => ChangeV1::KernelAction {
+            path: path.clone(),
+            kernel_name: kernel_name.clone(),
+            action: action.clone(),
+            run_ids: run_ids.clone(),
+        },
     }
 }
 
@@ -689,6 +787,70 @@ fn change_from_v1(c: ChangeV1, text: &TextFn) -> Result<Change, DecodeError> {
             cell: cell_from_v1(cell, text)?,
             from_path,
             from_id,
+        },
+        ChangeV1::RunStarted {
+            path,
+            run_id,
+            cell_id,
+            source,
+            source_version,
+            kernel_name,
+        } => Change::RunStarted {
+            path,
+            run_id,
+            cell_id,
+            source: text(source)?,
+            source_version,
+            kernel_name,
+        },
+        ChangeV1::RunOutputs {
+            path,
+            run_id,
+            cell_id,
+            outputs,
+            execution_count,
+            truncated,
+        } => Change::RunOutputs {
+            path,
+            run_id,
+            cell_id,
+            outputs: text(outputs)?,
+            execution_count,
+            truncated,
+        },
+        ChangeV1::RunFinished {
+            path,
+            run_id,
+            cell_id,
+            status,
+            execution_count,
+            started_at,
+            duration_ms,
+            outputs,
+            truncated,
+            reason,
+        } => Change::RunFinished {
+            path,
+            run_id,
+            cell_id,
+            status,
+            execution_count,
+            started_at,
+            duration_ms,
+            outputs: text(outputs)?,
+            truncated,
+            reason,
+        },
+        ChangeV1::KernelAction {
+            path,
+            kernel_name,
+            action,
+            run_ids,
+        } => Change::KernelAction {
+            path,
+            kernel_name,
+            action,
+            run_ids,
         },
     })
 }
@@ -903,6 +1065,94 @@ mod tests {
         }
     }
 
+    /// The run variants (appended to schema 1 after its first release):
+    /// one record of each, pinned like `sample`.
+    fn runs_sample() -> Event {
+        let p = || "nb.ipynb".to_owned();
+        let outputs = r#"[{"name":"stdout","output_type":"stream","text":["1\n"]}]"#;
+        Event {
+            version: 9,
+            timestamp_ms: 1_795_000_001_000,
+            client_name: "agent-a".into(),
+            operation: "run_finished".into(),
+            paths: vec![p()],
+            cell_ids: vec!["abcd1234".into()],
+            overrode_locks: vec![],
+            request_id: None,
+            result: "{}".into(),
+            summary: "run r1 ok".into(),
+            changes: vec![
+                Change::RunStarted {
+                    path: p(),
+                    run_id: "r1".into(),
+                    cell_id: Some("abcd1234".into()),
+                    source: "print(1)\n".into(),
+                    source_version: 3,
+                    kernel_name: "python3".into(),
+                },
+                Change::RunOutputs {
+                    path: p(),
+                    run_id: "r1".into(),
+                    cell_id: Some("abcd1234".into()),
+                    outputs: outputs.into(),
+                    execution_count: Some(1),
+                    truncated: false,
+                },
+                Change::RunFinished {
+                    path: p(),
+                    run_id: "r1".into(),
+                    cell_id: Some("abcd1234".into()),
+                    status: "ok".into(),
+                    execution_count: Some(1),
+                    started_at: Some(1_795_000_000_500),
+                    duration_ms: Some(12),
+                    outputs: "x".repeat(INLINE_MAX + 1),
+                    truncated: true,
+                    reason: None,
+                },
+                Change::KernelAction {
+                    path: p(),
+                    kernel_name: "python3".into(),
+                    action: "interrupt_kernel".into(),
+                    run_ids: vec!["r1".into()],
+                },
+            ],
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn run_changes_roundtrip() {
+        let event = runs_sample();
+        let (_, back) = roundtrip(&event);
+        assert_eq!(back, event);
+    }
+
+    /// Pins the bytes of the run variants; the checked-in record must keep
+    /// decoding to the same event.
+    #[test]
+    fn run_change_bytes_are_pinned() {
+        let (bytes, _) = roundtrip(&runs_sample());
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_runs.hex");
+        if std::env::var_os("NBLEDGER_BLESS_RUNS").is_some() {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(path, hex + "\n").expect("write golden record");
+            eprintln!("GOLDEN len={} blake3={digest}", bytes.len());
+        }
+        assert_eq!(bytes.len(), GOLDEN_RUNS_LEN, "run record length changed");
+        assert_eq!(digest, GOLDEN_RUNS_BLAKE3, "run record bytes changed");
+        let stored = decode_hex(include_str!("../../tests/data/event_runs.hex").trim());
+        let blobs: HashMap<Hash, Vec<u8>> = [(
+            *blake3::hash("x".repeat(INLINE_MAX + 1).as_bytes()).as_bytes(),
+            "x".repeat(INLINE_MAX + 1).into_bytes(),
+        )]
+        .into_iter()
+        .collect();
+        let (event, _) = decode(&stored, &|h| blobs.get(h).cloned()).expect("decodes");
+        assert_eq!(event, runs_sample());
+    }
+
     fn decode_hex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
@@ -910,6 +1160,9 @@ mod tests {
             .collect()
     }
 
+    const GOLDEN_RUNS_LEN: usize = 610;
+    const GOLDEN_RUNS_BLAKE3: &str =
+        "a3713e59651d659a4e327332deedd50bc2f0a948b933566d5bff2054295b7d6f";
     const GOLDEN_V1_LEN: usize = 1793;
     const GOLDEN_V1_BLAKE3: &str =
         "462f7988e3afb1bad17fd02cb87c80c51da72d1adcb5a41ed6dd90397b0e41a3";

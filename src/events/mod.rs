@@ -247,6 +247,50 @@ pub enum Change {
         acquired_at: i64,
         expires_at: i64,
     },
+    /// A run was accepted (§9): the source that will run (the cell's when
+    /// the call was accepted, `source_version` its `last_version` then) on
+    /// the notebook's kernel. The event's client is who ran it.
+    RunStarted {
+        path: String,
+        run_id: String,
+        cell_id: Option<String>,
+        source: String,
+        source_version: u64,
+        kernel_name: String,
+    },
+    /// A run's whole outputs so far (nbformat JSON array text), committed
+    /// while it goes on. They land on its cell only if this is the cell's
+    /// newest accepted run.
+    RunOutputs {
+        path: String,
+        run_id: String,
+        cell_id: Option<String>,
+        outputs: String,
+        execution_count: Option<u64>,
+        truncated: bool,
+    },
+    /// A run ended: `status` is `ok`, `error`, `interrupted`,
+    /// `kernel_died` or `aborted`; `outputs` are its final ones.
+    RunFinished {
+        path: String,
+        run_id: String,
+        cell_id: Option<String>,
+        status: String,
+        execution_count: Option<u64>,
+        started_at: Option<i64>,
+        duration_ms: Option<u64>,
+        outputs: String,
+        truncated: bool,
+        reason: Option<String>,
+    },
+    /// Something happened to the notebook's kernel (`action`: the
+    /// operation, e.g. `interrupt_kernel`): on record, no content changes.
+    KernelAction {
+        path: String,
+        kernel_name: String,
+        action: String,
+        run_ids: Vec<String>,
+    },
 }
 
 impl Change {
@@ -265,7 +309,11 @@ impl Change {
             | Change::CellCopied { path, .. }
             | Change::CellMovedOut { path, .. }
             | Change::CellMovedIn { path, .. }
-            | Change::Rejected { path, .. } => path,
+            | Change::Rejected { path, .. }
+            | Change::RunStarted { path, .. }
+            | Change::RunOutputs { path, .. }
+            | Change::RunFinished { path, .. }
+            | Change::KernelAction { path, .. } => path,
         }
     }
 
@@ -274,7 +322,11 @@ impl Change {
         match self {
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
-            | Change::SnapshotTaken { .. } => None,
+            | Change::SnapshotTaken { .. }
+            | Change::KernelAction { .. } => None,
+            Change::RunStarted { cell_id, .. }
+            | Change::RunOutputs { cell_id, .. }
+            | Change::RunFinished { cell_id, .. } => cell_id.as_deref(),
             Change::CellInserted { cell, .. }
             | Change::CellDeleted { cell, .. }
             | Change::CellCopied { cell, .. }
@@ -337,3 +389,9 @@ pub const OP_KEEP_WRITE: &str = "keep_write";
 pub const OP_REPAIR_FILE: &str = "repair_file";
 /// The client name of events the server makes on its own (§8.8).
 pub const CLIENT_SERVER: &str = "nbledger";
+/// The server's own records of runs (§9.2): progress and end of a run,
+/// carrying the client that accepted it, and a kernel that stopped without
+/// being asked (death, owner stop).
+pub const OP_RUN_OUTPUTS: &str = "run_outputs";
+pub const OP_RUN_FINISHED: &str = "run_finished";
+pub const OP_KERNEL_STOPPED: &str = "kernel_stopped";

@@ -417,6 +417,21 @@ impl Driver {
             }
             return;
         }
+        let skip = |r: &RunRequest| {
+            r.skip
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        };
+        while self.queue.front().is_some_and(skip) {
+            let Some(skipped) = self.queue.pop_front() else {
+                break;
+            };
+            let mut sink = skipped.sink;
+            sink.event(RunEvent::Finished(RunEnd::not_run(
+                RunStatus::Aborted,
+                "an earlier cell of the same call failed (stop_on_error)",
+            )));
+        }
         let (Some(mut request), Some(live)) = (self.queue.pop_front(), self.live.as_mut()) else {
             return;
         };

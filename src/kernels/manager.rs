@@ -165,6 +165,37 @@ impl KernelManager {
         })
     }
 
+    /// Starts the notebook's kernel from `kernel_name` unless one runs
+    /// (a dead one is restarted), so a failure to start can refuse a call
+    /// before it accepts any run.
+    pub async fn ensure(
+        &self,
+        notebook: &Path,
+        kernel_name: &str,
+    ) -> Result<KernelStatus, KernelError> {
+        let slot = self.slot(notebook);
+        let _turn = slot.turn.lock().await;
+        let kernel = match slot.current() {
+            Some(k) if k.status().state == KernelState::Dead => {
+                k.restart(None).await?;
+                k
+            }
+            Some(k) => k,
+            None => {
+                let k = self.start(notebook, kernel_name).await?;
+                *slot.kernel.lock() = Some(k.clone());
+                k
+            }
+        };
+        Ok(kernel.status())
+    }
+
+    /// The notebook's kernel's status, if one is open.
+    pub fn status(&self, notebook: &Path) -> Option<KernelStatus> {
+        let slot = self.slots.lock().get(notebook).cloned()?;
+        Some(slot.current()?.status())
+    }
+
     /// [`KernelManager::run`] with a fresh run id and a [`RunHandle`] to follow it.
     pub async fn run_code(
         &self,

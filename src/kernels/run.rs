@@ -118,6 +118,11 @@ pub struct RunRequest {
     pub id: String,
     pub code: String,
     pub sink: Box<dyn RunSink>,
+    /// When set by the time the run's turn comes, it ends `aborted`
+    /// without reaching the kernel: a caller's `stop_on_error` sets it from
+    /// an earlier run's sink, which the kernel calls before taking the
+    /// next run, so no later run can slip through.
+    pub skip: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RunRequest {
@@ -126,6 +131,7 @@ impl RunRequest {
             id: id.into(),
             code: code.into(),
             sink: Box::new(sink),
+            skip: None,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::events::Hash;
 
 /// Bumped whenever the projection types change shape: an older checkpoint
 /// is then ignored and the log replayed in full.
-pub const CHECKPOINT_FORMAT: u32 = 1;
+pub const CHECKPOINT_FORMAT: u32 = 2;
 
 /// A snapshot of the projection at `version`, proven to belong to a log by
 /// the hash of record `version`.

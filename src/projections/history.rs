@@ -226,10 +226,14 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
                     forced: *forced,
                 });
             }
+            // A run's outputs land on the cell (its source does not change).
+            Change::RunOutputs { .. } | Change::RunFinished { .. } => note(&mut e, "outputs"),
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. }
-            | Change::Rejected { .. } => {}
+            | Change::Rejected { .. }
+            | Change::RunStarted { .. }
+            | Change::KernelAction { .. } => {}
         }
     }
     e.action = if inserted && was_deleted {

@@ -63,6 +63,48 @@ pub struct DeletedCell {
     pub after_cell_id: Option<String>,
 }
 
+/// A run as the log knows it (§9.1): accepted by an `execute_cell`
+/// event, followed by its outputs and its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub path: String,
+    pub cell_id: Option<String>,
+    pub client_name: String,
+    /// `queued` until outputs or its end are on record (the live status
+    /// `running` is the run service's to tell), then the final status.
+    pub status: String,
+    pub source: String,
+    pub source_version: u64,
+    pub kernel_name: String,
+    pub execution_count: Option<u64>,
+    /// nbformat outputs, JSON array text.
+    pub outputs: String,
+    pub truncated: bool,
+    /// The event that accepted the run.
+    pub version: u64,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<u64>,
+    pub reason: Option<String>,
+}
+
+impl RunRecord {
+    pub fn is_final(&self) -> bool {
+        !matches!(self.status.as_str(), "queued" | "running")
+    }
+}
+
+/// The newest run accepted for a cell, and the event whose outputs of it
+/// the cell holds (§8.4: outputs from runs set this, not `last_version`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellRun {
+    pub run_id: String,
+    pub source_version: u64,
+    pub outputs_version: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotebookState {
     pub path: String,
@@ -85,6 +127,8 @@ pub struct NotebookState {
     pub snapshots: BTreeMap<String, Snapshot>,
     /// Cells moved to another notebook: id → (path, id there).
     pub moved_out: BTreeMap<String, (String, String)>,
+    /// By cell id: its newest accepted run.
+    pub cell_runs: BTreeMap<String, CellRun>,
 }
 
 impl NotebookState {
@@ -101,6 +145,7 @@ impl NotebookState {
             rejected: HashMap::new(),
             snapshots: BTreeMap::new(),
             moved_out: BTreeMap::new(),
+            cell_runs: BTreeMap::new(),
         }
     }
 
@@ -119,6 +164,37 @@ impl NotebookState {
         self.position(id).is_some()
             || self.deleted.contains_key(id)
             || self.moved_out.contains_key(id)
+    }
+
+    /// A run's outputs land on its cell if the cell is live, still code,
+    /// and this is its newest accepted run; `last_version` stays (§8.4).
+    fn land_outputs(
+        &mut self,
+        cell_id: &str,
+        run_id: &str,
+        outputs: &str,
+        execution_count: Option<u64>,
+        version: u64,
+    ) {
+        let Some(run) = self.cell_runs.get_mut(cell_id) else {
+            return;
+        };
+        if run.run_id != run_id {
+            return;
+        }
+        let Some(i) = self.cells.iter().position(|c| c.cell.id == cell_id) else {
+            return;
+        };
+        let live = &mut self.cells[i];
+        if live.cell.cell_type != crate::events::CellType::Code {
+            return;
+        }
+        let mut cell = (*live.cell).clone();
+        cell.outputs = Some(outputs.to_owned());
+        cell.execution_count =
+            Some(execution_count.map_or_else(|| "null".into(), |n| n.to_string()));
+        live.cell = Arc::new(cell);
+        run.outputs_version = Some(version);
     }
 
     fn apply_change(&mut self, change: &Change, version: u64) {
@@ -148,7 +224,12 @@ impl NotebookState {
                     live.last_version = version;
                 }
             }
-            Change::CellReplaced { after, .. } => {
+            Change::CellReplaced { before, after, .. } => {
+                // Outputs from elsewhere (cleared, edited outside) are no
+                // longer the run's.
+                if before.outputs != after.outputs {
+                    self.cell_runs.remove(&after.id);
+                }
                 if let Some(i) = self.position(&after.id) {
                     self.cells[i] = LiveCell {
                         cell: after.clone(),
@@ -214,8 +295,44 @@ impl NotebookState {
                 self.moved_out
                     .insert(cell_id.clone(), (to_path.clone(), to_id.clone()));
             }
+            Change::RunStarted {
+                run_id,
+                cell_id: Some(cell_id),
+                source_version,
+                ..
+            } => {
+                self.cell_runs.insert(
+                    cell_id.clone(),
+                    CellRun {
+                        run_id: run_id.clone(),
+                        source_version: *source_version,
+                        outputs_version: None,
+                    },
+                );
+            }
+            Change::RunOutputs {
+                run_id,
+                cell_id: Some(cell_id),
+                outputs,
+                execution_count,
+                ..
+            } => self.land_outputs(cell_id, run_id, outputs, *execution_count, version),
+            // A run that never started leaves the cell's outputs alone.
+            Change::RunFinished {
+                run_id,
+                cell_id: Some(cell_id),
+                outputs,
+                execution_count,
+                started_at: Some(_),
+                ..
+            } => self.land_outputs(cell_id, run_id, outputs, *execution_count, version),
             // Need the event's client and time; folded in `apply_to_notebooks`.
-            Change::Rejected { .. } | Change::SnapshotTaken { .. } => {}
+            Change::Rejected { .. }
+            | Change::SnapshotTaken { .. }
+            | Change::RunStarted { .. }
+            | Change::RunOutputs { .. }
+            | Change::RunFinished { .. }
+            | Change::KernelAction { .. } => {}
         }
     }
 }
@@ -231,6 +348,8 @@ pub struct Workspace {
     pub requests: HashMap<(String, String), u64>,
     /// The same keys in log order, to forget them deterministically.
     request_order: VecDeque<(i64, (String, String))>,
+    /// Every run on record, by run id.
+    pub runs: BTreeMap<String, RunRecord>,
 }
 
 impl Workspace {
@@ -283,7 +402,10 @@ impl Workspace {
                             },
                         );
                     }
-                    Change::LockAcquired { .. } | Change::LockReleased { .. } => {}
+                    Change::LockAcquired { .. }
+                    | Change::LockReleased { .. }
+                    | Change::RunStarted { .. }
+                    | Change::KernelAction { .. } => {}
                     _ => nb.content_version = event.version,
                 }
             }
@@ -305,6 +427,9 @@ impl Workspace {
 
     /// The part of [`Workspace::apply`] that is not about one notebook.
     pub fn apply_global(&mut self, event: &Event) {
+        for change in &event.changes {
+            self.apply_run(event, change);
+        }
         if let Some(rid) = &event.request_id {
             let key = (event.client_name.clone(), rid.clone());
             self.requests.insert(key.clone(), event.version);
@@ -320,6 +445,80 @@ impl Workspace {
         }
         self.head = event.version;
         self.head_timestamp_ms = event.timestamp_ms;
+    }
+
+    fn apply_run(&mut self, event: &Event, change: &Change) {
+        match change {
+            Change::RunStarted {
+                path,
+                run_id,
+                cell_id,
+                source,
+                source_version,
+                kernel_name,
+            } => {
+                self.runs.insert(
+                    run_id.clone(),
+                    RunRecord {
+                        run_id: run_id.clone(),
+                        path: path.clone(),
+                        cell_id: cell_id.clone(),
+                        client_name: event.client_name.clone(),
+                        status: "queued".into(),
+                        source: source.clone(),
+                        source_version: *source_version,
+                        kernel_name: kernel_name.clone(),
+                        execution_count: None,
+                        outputs: "[]".into(),
+                        truncated: false,
+                        version: event.version,
+                        queued_at: event.timestamp_ms,
+                        started_at: None,
+                        finished_at: None,
+                        duration_ms: None,
+                        reason: None,
+                    },
+                );
+            }
+            Change::RunOutputs {
+                run_id,
+                outputs,
+                execution_count,
+                truncated,
+                ..
+            } => {
+                if let Some(run) = self.runs.get_mut(run_id) {
+                    run.outputs = outputs.clone();
+                    run.execution_count = execution_count.or(run.execution_count);
+                    run.truncated = *truncated;
+                }
+            }
+            Change::RunFinished {
+                run_id,
+                status,
+                execution_count,
+                started_at,
+                duration_ms,
+                outputs,
+                truncated,
+                reason,
+                ..
+            } => {
+                if let Some(run) = self.runs.get_mut(run_id) {
+                    run.status = status.clone();
+                    run.execution_count = execution_count.or(run.execution_count);
+                    run.started_at = *started_at;
+                    run.duration_ms = *duration_ms;
+                    run.finished_at = Some(event.timestamp_ms);
+                    if started_at.is_some() || run.outputs == "[]" {
+                        run.outputs = outputs.clone();
+                        run.truncated = *truncated;
+                    }
+                    run.reason = reason.clone();
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The state of one notebook, if the log has it.
@@ -434,5 +633,61 @@ mod tests {
         let nb = ws.notebook(&p).unwrap();
         assert!(nb.id_taken("b"));
         assert_eq!(nb.deleted["b"].version, 4);
+    }
+
+    #[test]
+    fn run_outputs_land_on_their_cell_without_changing_last_version() {
+        let p = "n.ipynb".to_string();
+        let mut ws = Workspace::default();
+        ws.apply(&ev(
+            1,
+            vec![
+                Change::NotebookCreated {
+                    path: p.clone(),
+                    header: header(),
+                },
+                Change::CellInserted {
+                    path: p.clone(),
+                    index: 0,
+                    cell: cell("a", "1"),
+                },
+            ],
+        ));
+        let started = |run: &str| Change::RunStarted {
+            path: p.clone(),
+            run_id: run.into(),
+            cell_id: Some("a".into()),
+            source: "1".into(),
+            source_version: 1,
+            kernel_name: "python3".into(),
+        };
+        let finished = |run: &str, out: &str| Change::RunFinished {
+            path: p.clone(),
+            run_id: run.into(),
+            cell_id: Some("a".into()),
+            status: "ok".into(),
+            execution_count: Some(1),
+            started_at: Some(2),
+            duration_ms: Some(1),
+            outputs: out.into(),
+            truncated: false,
+            reason: None,
+        };
+        ws.apply(&ev(2, vec![started("r1")]));
+        ws.apply(&ev(3, vec![started("r2")]));
+        assert_eq!(ws.runs["r1"].status, "queued");
+        // An older run's end is on record but does not cover the newer run's cell.
+        ws.apply(&ev(4, vec![finished("r1", "[1]")]));
+        let nb = ws.notebook(&p).unwrap();
+        assert_eq!(nb.cells[0].cell.outputs.as_deref(), Some("[]"));
+        assert_eq!(ws.runs["r1"].status, "ok");
+        assert_eq!(ws.runs["r1"].finished_at, Some(4));
+        ws.apply(&ev(5, vec![finished("r2", "[2]")]));
+        let nb = ws.notebook(&p).unwrap();
+        assert_eq!(nb.cells[0].cell.outputs.as_deref(), Some("[2]"));
+        assert_eq!(nb.cells[0].cell.execution_count.as_deref(), Some("1"));
+        assert_eq!(nb.cells[0].last_version, 1);
+        assert_eq!(nb.cell_runs["a"].outputs_version, Some(5));
+        assert_eq!(nb.cell_runs["a"].run_id, "r2");
     }
 }

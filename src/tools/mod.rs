@@ -12,6 +12,8 @@ pub mod metadata;
 pub mod read;
 pub mod reference;
 pub mod revert;
+pub mod runs;
+mod runs_router;
 pub mod schema;
 pub mod sets;
 pub mod snapshots;
@@ -50,6 +52,7 @@ pub const INSTRUCTIONS: &str = "nbledger lets several agents edit the same Jupyt
 #[derive(Clone)]
 pub struct NotebookServer {
     engine: Arc<Engine>,
+    runner: Arc<crate::runs::Runner>,
     tool_router: ToolRouter<Self>,
     /// Cancelled when the process stops: long-polls answer at once.
     stop: tokio_util::sync::CancellationToken,
@@ -58,9 +61,10 @@ pub struct NotebookServer {
 type Answer = Result<(String, Map<String, Value>), ToolError>;
 
 impl NotebookServer {
-    pub fn new(engine: Arc<Engine>) -> NotebookServer {
+    pub fn new(engine: Arc<Engine>, runner: Arc<crate::runs::Runner>) -> NotebookServer {
         NotebookServer {
             engine,
+            runner,
             tool_router: Self::router(),
             stop: tokio_util::sync::CancellationToken::new(),
         }
@@ -88,7 +92,7 @@ impl NotebookServer {
             Toolset::Snapshots => Self::snapshots_router(),
             Toolset::Transfer => Self::transfer_router(),
             Toolset::Notebooks => Self::notebooks_router(),
-            Toolset::Runs => ToolRouter::new(),
+            Toolset::Runs => Self::runs_router(),
         };
         let mut finished = ToolRouter::new();
         for mut route in tools {

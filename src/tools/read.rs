@@ -81,6 +81,15 @@ pub struct CellOut {
     pub lock_expires_in_s: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<Value>>,
+    /// The newest run accepted for this code cell (get_run tells more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The event whose run outputs the cell holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_version: Option<u64>,
+    /// The source changed after that run was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<bool>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -165,6 +174,11 @@ pub fn get_notebook_content(
                 max_chars,
                 images,
             );
+            if let Some(run) = nb.cell_runs.get(&live.cell.id) {
+                cell.run_id = Some(run.run_id.clone());
+                cell.outputs_version = run.outputs_version;
+                cell.stale = (live.last_version > run.source_version).then_some(true);
+            }
             if let Some(now) = now
                 && let Some(l) = nb.lock_at(&live.cell.id, now)
             {
@@ -221,6 +235,9 @@ fn cell_out(
         last_version,
         locked_by: None,
         lock_expires_in_s: None,
+        run_id: None,
+        outputs_version: None,
+        stale: None,
         outputs: (outputs && cell.cell_type == CellType::Code).then(|| {
             parsed_outputs(cell)
                 .into_iter()
@@ -247,7 +264,7 @@ fn textual(mime: &str) -> bool {
 
 /// An output as an agent sees it (§8.7): multi-line strings joined, texts
 /// cut to `max_chars` with `truncated_chars`, binary data omitted.
-fn shape_output(mut o: Value, max_chars: usize, images: bool) -> Value {
+pub(crate) fn shape_output(mut o: Value, max_chars: usize, images: bool) -> Value {
     let Some(obj) = o.as_object_mut() else {
         return o;
     };
@@ -283,6 +300,10 @@ fn shape_output(mut o: Value, max_chars: usize, images: bool) -> Value {
     }
     if let Some(Value::Array(tb)) = obj.get_mut("traceback") {
         for line in tb.iter_mut() {
+            // The file keeps the kernel's colours; agents get plain text (§9.3).
+            if let Some(s) = line.as_str() {
+                *line = Value::String(crate::kernels::strip_ansi(s));
+            }
             cut(line);
         }
     }

@@ -19,8 +19,8 @@ const CODES: &[(&str, &str, &str)] = &[
     ),
     (
         "not_found",
-        "no such notebook, folder, cell, index or snapshot",
-        "`what`; `cell_count` for an index; `available` snapshot names (at most 50); `deleted: true` or `moved_to: {path, cell_id}` for a cell that is gone",
+        "no such notebook, folder, cell, index, snapshot, run, running kernel or kernelspec",
+        "`what`; `cell_count` for an index; `available` snapshot names (at most 50); `deleted: true` or `moved_to: {path, cell_id}` for a cell that is gone; `kernelspecs` there are for an unknown kernel name",
     ),
     (
         "ambiguous_cell_id",
@@ -60,8 +60,8 @@ const CODES: &[(&str, &str, &str)] = &[
     ),
     (
         "unavailable",
-        "no store owner answered in time, or the owner stopped during the call",
-        "`retryable`; `outcome: \"unknown\"` when a write may or may not have been applied (retry with the same `request_id`)",
+        "no store owner answered in time, or the owner stopped during the call; a kernel failed to start",
+        "`retryable`; `outcome: \"unknown\"` when a write may or may not have been applied (retry with the same `request_id`); `stderr_tail` of a kernel that failed to start",
     ),
     ("internal", "a fault in the server; nothing was changed", ""),
 ];
@@ -142,6 +142,15 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "locked",
             "too_large",
         ],
+        "execute_cell" => LOCKS,
+        "clear_outputs" => GUARDED,
+        "get_run" => &["not_found"],
+        "list_runs" => &["outside_root"],
+        "list_kernels" => &[],
+        "interrupt_kernel" | "shutdown_kernel" => {
+            &["outside_root", "not_found", "invalid_notebook"]
+        }
+        "restart_kernel" => &["outside_root", "not_found", "invalid_notebook"],
         _ => return None,
     })
 }

@@ -55,6 +55,57 @@ pub async fn connect_with(root: &Path, name: &str, extra: &[&str]) -> Client {
     config.serve(transport).await.expect("MCP handshake")
 }
 
+/// The virtualenv holding the test kernel (ipykernel), made by
+/// `tests/kernel/setup.sh` on first use. Never skips: without Python 3 and
+/// pip it fails and says how to set up.
+pub fn kernel_venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = std::process::Command::new("bash")
+            .arg(repo.join("tests/kernel/setup.sh"))
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "tests/kernel/setup.sh failed ({status:?}): running cells needs Python 3.10+ with \
+             venv and pip (python3, or set PYTHON) to install ipykernel into target/kernelenv"
+        );
+        let venv = std::env::var_os("NBLEDGER_KERNELENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target/kernelenv"));
+        assert!(
+            venv.join("share/jupyter/kernels/python3/kernel.json")
+                .is_file(),
+            "no python3 kernelspec in {}: run tests/kernel/setup.sh",
+            venv.display()
+        );
+        venv
+    })
+}
+
+/// [`connect`] to a server that finds the test kernel (through
+/// `JUPYTER_PATH`), so cells can run.
+pub async fn connect_kernels(root: &Path, name: &str) -> Client {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve")
+        .arg("--root")
+        .arg(root)
+        .env("JUPYTER_PATH", kernel_venv().join("share/jupyter"));
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(if std::env::var_os("NBLEDGER_TEST_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("spawn nbledger");
+    let config = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new(name, "0.1"),
+    );
+    config.serve(transport).await.expect("MCP handshake")
+}
+
 /// The outcome of one tool call.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -43,6 +43,20 @@ TOOLS = {
     "list_notebooks",
 }
 READ_TOOLS = {"get_notebook_content", "get_notebook_outline", "search_notebook", "list_notebooks"}
+# Tools that run arbitrary code: openWorldHint true (contract §8.13).
+OPEN_WORLD_TOOLS = {"execute_cell", "execute_code"}
+# The `runs` set needs a Jupyter kernel; tests/schemas.rs and tests/runs.rs
+# call these on a real one, so this suite leaves them out.
+RUNS_TOOLS = {
+    "execute_cell",
+    "get_run",
+    "list_runs",
+    "list_kernels",
+    "interrupt_kernel",
+    "restart_kernel",
+    "shutdown_kernel",
+    "clear_outputs",
+}
 
 CELL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NEW_CELL_ID_RE = re.compile(r"^[0-9a-f]{8}$")

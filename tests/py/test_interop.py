@@ -34,7 +34,7 @@ async def check_tool_listing(t: nbl.Tools) -> None:
         assert isinstance(schema, dict) and schema.get("type") == "object", f"{name}: outputSchema {schema!r}"
         ann = tool.annotations
         assert ann is not None, f"{name} has no annotations"
-        assert ann.open_world_hint is False, f"{name}: openWorldHint {ann.open_world_hint!r}"
+        assert ann.open_world_hint is (name in nbl.OPEN_WORLD_TOOLS), f"{name}: openWorldHint {ann.open_world_hint!r}"
         if name in nbl.READ_TOOLS:
             assert ann.read_only_hint is True, f"{name} should be readOnlyHint"
         elif name in nbl.TOOLS:

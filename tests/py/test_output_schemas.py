@@ -113,7 +113,7 @@ async def test_every_tool_result_matches_its_output_schema(root, mode):
         await s.ok("revert_cell", path=n, cell_id=a, to_version=latest["current_version"])
         await s.err("revert_cell", "invalid_argument", path=n, cell_id=a, to_version=10**6)
 
-        listed = {tool.name for tool in (await t.list_tools()).tools}
+        listed = {tool.name for tool in (await t.list_tools()).tools} - nbl.RUNS_TOOLS
         assert listed >= nbl.TOOLS
         missing = {(name, refused) for name in listed for refused in (False, True)} - s.calls
         assert not missing, f"never called here: {sorted(missing)}"
