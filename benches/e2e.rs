@@ -158,6 +158,10 @@ fn concurrent_updates(engine: &Engine, threads: usize, n: usize) -> Stats {
                                 force: None,
                                 client_name: None,
                                 request_id: None,
+                                execute: None,
+                                timeout_s: None,
+                                max_output_chars: None,
+                                include_images: None,
                             };
                             let began = Instant::now();
                             edit::update_cell(engine, args, &who).expect("update_cell");

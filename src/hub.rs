@@ -754,6 +754,8 @@ impl Front {
                     }
                     let mut forwarded = request.clone();
                     let meta = forwarded.meta.get_or_insert_with(RequestMetaObject::new);
+                    // This process reports progress to its caller itself.
+                    meta.0.remove("progressToken");
                     meta.0.insert(
                         DECLARED.into(),
                         declared.clone().map_or(Value::Null, Value::String),
@@ -845,7 +847,13 @@ impl ServerHandler for Front {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.call(request, context).await
+        match crate::progress::token(&request, &context) {
+            Some(token) => {
+                let (peer, tool) = (context.peer.clone(), request.name.clone());
+                crate::progress::reporting(peer, token, &tool, self.call(request, context)).await
+            }
+            None => self.call(request, context).await,
+        }
     }
 
     async fn list_tools(

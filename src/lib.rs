@@ -15,6 +15,7 @@ pub mod lines;
 pub mod notebook;
 pub mod paths;
 pub mod pause;
+pub mod progress;
 pub mod projections;
 pub mod replay;
 pub mod runs;

@@ -39,6 +39,19 @@ pub enum Pick {
     Cells(Vec<String>),
     /// Every code cell, in order.
     All,
+    /// Code of the caller's own, on the notebook's kernel, touching no
+    /// cell (`execute_code`).
+    Code(String),
+}
+
+impl Pick {
+    /// The operation that accepts this pick's runs.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Pick::Code(_) => "execute_code",
+            Pick::Cells(_) | Pick::All => "execute_cell",
+        }
+    }
 }
 
 /// What `execute_cell` accepted.
@@ -254,7 +267,7 @@ impl Runner {
                 &p,
                 &actor,
                 Presence::Existing,
-                "execute_cell",
+                pick.operation(),
                 move |nb, np, now| plan_execute(nb, np, &who, now, pick, force, kernel_name),
             )
         })
@@ -517,7 +530,8 @@ fn plan_execute(
     kernel_name: String,
 ) -> Result<Plan, ToolError> {
     let nb = nb.ok_or_else(|| ToolError::internal("notebook missing after sync"))?;
-    let positions: Vec<usize> = match &pick {
+    let positions: Vec<usize> = match pick {
+        Pick::Code(code) => return Ok(plan_code(nb, np, code, kernel_name)),
         Pick::All => nb
             .cells
             .iter()
@@ -593,6 +607,40 @@ fn plan_execute(
             m
         }),
     })
+}
+
+/// `execute_code`'s acceptance: one run with no cell, so no lock is
+/// asked for and no cell's outputs change. Its `source_version` is the
+/// notebook's version the code was accepted at.
+fn plan_code(
+    nb: &NotebookState,
+    np: &crate::paths::NotebookPath,
+    code: String,
+    kernel_name: String,
+) -> Plan {
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let lines = code.lines().count();
+    let summary = format!("run {lines} line(s) of code on {kernel_name}");
+    let ids = vec![run_id.clone()];
+    Plan {
+        operation: "execute_code",
+        changes: vec![Change::RunStarted {
+            path: np.rel.clone(),
+            run_id,
+            cell_id: None,
+            source: code,
+            source_version: nb.current_version,
+            kernel_name,
+        }],
+        cell_ids: Vec::new(),
+        summary,
+        overrode_locks: Vec::new(),
+        result: Box::new(move |_, _| {
+            let mut m = Map::new();
+            m.insert("run_ids".into(), json!(ids));
+            m
+        }),
+    }
 }
 
 fn record_outputs(

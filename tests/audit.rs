@@ -163,6 +163,10 @@ fn update(engine: &Engine, path: &str, id: &str, source: &str, who: &str) -> u64
             force: None,
             client_name: None,
             request_id: None,
+            execute: None,
+            timeout_s: None,
+            max_output_chars: None,
+            include_images: None,
         },
         &actor(who),
     )
@@ -185,6 +189,10 @@ fn insert(engine: &Engine, path: &str, source: &str, who: &str) -> (String, u64)
             ttl_seconds: None,
             client_name: None,
             request_id: None,
+            execute: None,
+            timeout_s: None,
+            max_output_chars: None,
+            include_images: None,
         },
         &actor(who),
     )
@@ -1656,6 +1664,10 @@ fn show_at_a_snapshot_name_gives_that_snapshots_content_even_a_restore_backup() 
             force: None,
             client_name: None,
             request_id: None,
+            execute: None,
+            timeout_s: None,
+            max_output_chars: None,
+            include_images: None,
         };
         edit::update_cell(&e, update, &who).unwrap();
         let restore = snapshots::RestoreArgs {

@@ -57,6 +57,10 @@ fn update(
         force: None,
         client_name: None,
         request_id: None,
+        execute: None,
+        timeout_s: None,
+        max_output_chars: None,
+        include_images: None,
     };
     edit::update_cell(engine, args, who).unwrap().1
 }
@@ -74,6 +78,10 @@ fn insert(engine: &Engine, path: &str, source: String, who: &Actor) -> Map<Strin
         ttl_seconds: None,
         client_name: None,
         request_id: None,
+        execute: None,
+        timeout_s: None,
+        max_output_chars: None,
+        include_images: None,
     };
     edit::insert_cell(engine, args, who).unwrap().1
 }

@@ -433,6 +433,17 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
         "invalid_argument",
     )
     .await;
+    t.ok(
+        "execute_code",
+        json!({"path": "runs.ipynb", "code": "x = 41\nx + 1"}),
+    )
+    .await;
+    t.refused(
+        "execute_code",
+        json!({"path": "runs.ipynb", "code": "  "}),
+        "invalid_argument",
+    )
+    .await;
     t.ok("get_run", json!({"run_id": ran["runs"][0]["run_id"]}))
         .await;
     t.refused("get_run", json!({"run_id": "nope"}), "not_found")

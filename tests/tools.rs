@@ -33,7 +33,7 @@ async fn tools_are_listed_with_schemas_and_annotations() {
     for t in &tools {
         let ann = t.annotations.as_ref().expect("annotations");
         // Only tools that run arbitrary code reach outside (§8.13).
-        let runs_code = t.name == "execute_cell";
+        let runs_code = t.name == "execute_cell" || t.name == "execute_code";
         assert_eq!(ann.open_world_hint, Some(runs_code), "{}", t.name);
         let out = t.output_schema.as_ref().expect("output schema");
         assert!(

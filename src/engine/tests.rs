@@ -48,6 +48,10 @@ fn update(engine: &Engine, path: &str, index: i64, source: &str, rid: Option<&st
         force: None,
         client_name: None,
         request_id: None,
+        execute: None,
+        timeout_s: None,
+        max_output_chars: None,
+        include_images: None,
     };
     edit::update_cell(engine, args, &actor(rid)).map(|(_, m)| m)
 }
@@ -65,6 +69,10 @@ fn insert(engine: &Engine, path: &str, source: &str) -> Answer {
         ttl_seconds: None,
         client_name: None,
         request_id: None,
+        execute: None,
+        timeout_s: None,
+        max_output_chars: None,
+        include_images: None,
     };
     edit::insert_cell(engine, args, &actor(None)).map(|(_, m)| m)
 }

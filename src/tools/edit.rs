@@ -270,6 +270,15 @@ pub struct InsertArgs {
     /// With lock: 1–86400.
     #[schemars(extend("default" = 600))]
     pub ttl_seconds: Option<u64>,
+    /// Then run the written code cells as execute_cell does (timeout_s, max_output_chars, include_images): the result adds runs.
+    #[schemars(extend("default" = false))]
+    pub execute: Option<bool>,
+    #[schemars(extend("default" = 30))]
+    pub timeout_s: Option<f64>,
+    #[schemars(extend("default" = 2000))]
+    pub max_output_chars: Option<u64>,
+    #[schemars(extend("default" = false))]
+    pub include_images: Option<bool>,
     pub client_name: Option<String>,
     pub request_id: Option<String>,
 }
@@ -365,6 +374,15 @@ pub struct BatchInsertArgs {
     /// With lock: 1–86400.
     #[schemars(extend("default" = 600))]
     pub ttl_seconds: Option<u64>,
+    /// Then run the written code cells as execute_cell does (timeout_s, max_output_chars, include_images): the result adds runs.
+    #[schemars(extend("default" = false))]
+    pub execute: Option<bool>,
+    #[schemars(extend("default" = 30))]
+    pub timeout_s: Option<f64>,
+    #[schemars(extend("default" = 2000))]
+    pub max_output_chars: Option<u64>,
+    #[schemars(extend("default" = false))]
+    pub include_images: Option<bool>,
     pub client_name: Option<String>,
     pub request_id: Option<String>,
 }
@@ -447,6 +465,15 @@ pub struct UpdateArgs {
     pub expected_version: Option<u64>,
     #[schemars(extend("default" = false))]
     pub force: Option<bool>,
+    /// Then run the written code cells as execute_cell does (timeout_s, max_output_chars, include_images): the result adds runs.
+    #[schemars(extend("default" = false))]
+    pub execute: Option<bool>,
+    #[schemars(extend("default" = 30))]
+    pub timeout_s: Option<f64>,
+    #[schemars(extend("default" = 2000))]
+    pub max_output_chars: Option<u64>,
+    #[schemars(extend("default" = false))]
+    pub include_images: Option<bool>,
     pub client_name: Option<String>,
     pub request_id: Option<String>,
 }

@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod read;
 pub mod reference;
 pub mod revert;
+mod run_after;
 pub mod runs;
 mod runs_router;
 pub mod schema;
@@ -133,6 +134,24 @@ impl NotebookServer {
     }
 
     /// Parses `raw` as `A`, then runs `f` on a blocking thread.
+    /// Runs `f` on the engine off the async threads; a panic is an
+    /// internal error, never a lost call.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, ToolError> + Send + 'static,
+    ) -> Result<T, ToolError> {
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || f(&engine)).await {
+            Ok(out) => out,
+            Err(join) => {
+                tracing::error!(error = %join, "tool call panicked");
+                Err(ToolError::internal(
+                    "the server hit an internal error while handling this call; nothing was changed, retry or report it",
+                ))
+            }
+        }
+    }
+
     async fn run<A>(
         &self,
         raw: JsonObject,
@@ -160,6 +179,14 @@ impl NotebookServer {
             }
         })
     }
+}
+
+/// Answers an async tool's outcome.
+fn answer(out: Answer) -> Result<CallToolResult, ErrorData> {
+    Ok(match out {
+        Ok((summary, value)) => common::ok(&summary, value),
+        Err(e) => common::err(&e),
+    })
 }
 
 fn actor(
@@ -266,7 +293,7 @@ impl NotebookServer {
         name = "insert_cell",
         description = "Insert one cell after_cell_id, before_cell_id or at index (default: at the end). Prefer ids: indexes shift while others edit.",
         input_schema = schema::input::<edit::InsertArgs>(),
-        output_schema = schema::output::<edit::InsertOut>(),
+        output_schema = schema::output::<run_after::WithRuns<edit::InsertOut>>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn insert_cell(
@@ -274,18 +301,39 @@ impl NotebookServer {
         raw: JsonObject,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: edit::InsertArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            edit::insert_cell(e, a, &who)
-        })
-        .await
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: edit::InsertArgs = args::parse(raw)?;
+            let t = common::cell_type("cell_type", a.cell_type.as_deref())?;
+            let after = run_after::options(
+                a.execute,
+                a.timeout_s,
+                a.max_output_chars,
+                a.include_images,
+                false,
+            )?;
+            if after.is_some() {
+                run_after::some_code(&[t])?;
+            }
+            let who = actor(a.client_name.clone(), a.request_id.clone(), declared)?;
+            let (path, w) = (a.path.clone(), who.clone());
+            let written = self.blocking(move |e| edit::insert_cell(e, a, &w)).await?;
+            let Some(after) = after else {
+                return Ok(written);
+            };
+            let ids = written.1.get("cell_id").and_then(Value::as_str);
+            let ids: Vec<String> = ids.map(str::to_owned).into_iter().collect();
+            run_after::run_written(&self.runner, &path, who, ids, after, &self.stop, written).await
+        }
+        .await;
+        answer(out)
     }
 
     #[tool(
         name = "batch_insert_cells",
         description = "Insert several cells together, in order, as one event; placed as insert_cell places one.",
         input_schema = schema::input::<edit::BatchInsertArgs>(),
-        output_schema = schema::output::<edit::IdsOut>(),
+        output_schema = schema::output::<run_after::WithRuns<edit::IdsOut>>(),
         annotations(destructive_hint = false, open_world_hint = false)
     )]
     async fn batch_insert_cells(
@@ -293,18 +341,52 @@ impl NotebookServer {
         raw: JsonObject,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: edit::BatchInsertArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            edit::batch_insert_cells(e, a, &who)
-        })
-        .await
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: edit::BatchInsertArgs = args::parse(raw)?;
+            let after = run_after::options(
+                a.execute,
+                a.timeout_s,
+                a.max_output_chars,
+                a.include_images,
+                false,
+            )?;
+            let types = a
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    common::cell_type(&format!("cells[{i}].cell_type"), c.cell_type.as_deref())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if after.is_some() {
+                run_after::some_code(&types)?;
+            }
+            let who = actor(a.client_name.clone(), a.request_id.clone(), declared)?;
+            let (path, w) = (a.path.clone(), who.clone());
+            let written = self
+                .blocking(move |e| edit::batch_insert_cells(e, a, &w))
+                .await?;
+            let Some(after) = after else {
+                return Ok(written);
+            };
+            let ids: Vec<String> = written
+                .1
+                .get("cell_ids")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            let ids = run_after::code_ids(&ids, &types);
+            run_after::run_written(&self.runner, &path, who, ids, after, &self.stop, written).await
+        }
+        .await;
+        answer(out)
     }
 
     #[tool(
         name = "update_cell",
         description = "Replace a cell's whole source (outputs kept). The later write wins unless you pass expected_version. Same source: changed=false, no event.",
         input_schema = schema::input::<edit::UpdateArgs>(),
-        output_schema = schema::output::<edit::UpdateOut>(),
+        output_schema = schema::output::<run_after::WithRuns<edit::UpdateOut>>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn update_cell(
@@ -312,11 +394,41 @@ impl NotebookServer {
         raw: JsonObject,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: edit::UpdateArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            edit::update_cell(e, a, &who)
-        })
-        .await
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: edit::UpdateArgs = args::parse(raw)?;
+            let force = a.force.unwrap_or(false);
+            let after = run_after::options(
+                a.execute,
+                a.timeout_s,
+                a.max_output_chars,
+                a.include_images,
+                force,
+            )?;
+            let who = actor(a.client_name.clone(), a.request_id.clone(), declared)?;
+            if after.is_some() {
+                let (path, id, index) = (a.path.clone(), a.cell_id.clone(), a.index);
+                let t = self
+                    .blocking(move |e| {
+                        e.read(&path, |nb| {
+                            let i = common::find_cell(nb, "cell_id", id.as_deref(), index)?;
+                            Ok(nb.cells[i].cell.cell_type.clone())
+                        })
+                    })
+                    .await?;
+                run_after::some_code(&[t])?;
+            }
+            let (path, w) = (a.path.clone(), who.clone());
+            let written = self.blocking(move |e| edit::update_cell(e, a, &w)).await?;
+            let Some(after) = after else {
+                return Ok(written);
+            };
+            let ids = written.1.get("cell_id").and_then(Value::as_str);
+            let ids: Vec<String> = ids.map(str::to_owned).into_iter().collect();
+            run_after::run_written(&self.runner, &path, who, ids, after, &self.stop, written).await
+        }
+        .await;
+        answer(out)
     }
 
     #[tool(

@@ -143,6 +143,7 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "too_large",
         ],
         "execute_cell" => LOCKS,
+        "execute_code" => &["outside_root", "not_found", "invalid_notebook", "too_large"],
         "clear_outputs" => GUARDED,
         "get_run" => &["not_found"],
         "list_runs" => &["outside_root"],

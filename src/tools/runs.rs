@@ -40,7 +40,6 @@ pub struct RunOut {
     pub kernel_name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_count: Option<u64>,
-    /// nbformat outputs, cut by max_output_chars; absent in list_runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<Value>>,
     pub queued_at: String,
@@ -52,7 +51,6 @@ pub struct RunOut {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
-    /// Why a run did not complete in the kernel (aborted, kernel_died).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -124,7 +122,7 @@ fn state_name(s: &KernelStatus) -> String {
 
 /// Waits until every run in `ids` is over, `deadline` passes or the server
 /// stops. Each end is a commit, so waking on the head is enough.
-async fn wait_final(
+pub(super) async fn wait_final(
     engine: &Engine,
     ids: &[String],
     deadline: tokio::time::Instant,
@@ -151,7 +149,7 @@ async fn wait_final(
     }
 }
 
-fn runs_of(runner: &Runner, ids: &[String], shape: Shape) -> Vec<RunOut> {
+pub(super) fn runs_of(runner: &Runner, ids: &[String], shape: Shape) -> Vec<RunOut> {
     let records: Vec<RunRecord> = runner.engine().with_workspace(|ws| {
         ids.iter()
             .filter_map(|id| ws.runs.get(id).cloned())
@@ -163,7 +161,7 @@ fn runs_of(runner: &Runner, ids: &[String], shape: Shape) -> Vec<RunOut> {
         .collect()
 }
 
-fn shape(max: Option<u64>, images: Option<bool>) -> Shape {
+pub(super) fn shape(max: Option<u64>, images: Option<bool>) -> Shape {
     Shape {
         outputs: true,
         max_chars: max.unwrap_or(2000) as usize,
@@ -292,6 +290,70 @@ pub async fn execute_cell(
         }
     }
     Ok((format!("ran at version {version}: {summary}"), out))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ExecuteCodeArgs {
+    pub path: String,
+    pub code: String,
+    /// As for execute_cell.
+    #[schemars(extend("default" = 30))]
+    pub timeout_s: Option<f64>,
+    /// 0: no limit.
+    #[schemars(extend("default" = 2000))]
+    pub max_output_chars: Option<u64>,
+    #[schemars(extend("default" = false))]
+    pub include_images: Option<bool>,
+    pub client_name: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExecuteCodeOut {
+    pub run: RunOut,
+    pub version: u64,
+}
+
+/// Runs code that is in no cell on the notebook's kernel (§9.1): on
+/// record like a cell's run, touching no cell, needing no lock.
+pub async fn execute_code(
+    runner: &Arc<Runner>,
+    a: ExecuteCodeArgs,
+    who: Actor,
+    stop: &CancellationToken,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    let limit = timeout(a.timeout_s)?;
+    common::check_source(&a.code)?;
+    if a.code.trim().is_empty() {
+        return Err(ToolError::invalid(
+            "code",
+            "code to run",
+            "code is empty; pass the code to run",
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    let accepted = runner
+        .execute(&a.path, who, Pick::Code(a.code), false, false)
+        .await?;
+    wait_final(runner.engine(), &accepted.run_ids, deadline, stop).await;
+    let run = runs_of(
+        runner,
+        &accepted.run_ids,
+        shape(a.max_output_chars, a.include_images),
+    )
+    .pop()
+    .ok_or_else(|| ToolError::internal("an accepted run is not on record"))?;
+    let version = accepted
+        .answer
+        .get("version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let summary = format!("code ran at version {version}: {}", run.status);
+    let mut out = to_map(&ExecuteCodeOut { run, version });
+    if let Some(v) = accepted.answer.get("client_name") {
+        out.insert("client_name".into(), v.clone());
+    }
+    Ok((summary, out))
 }
 
 // ---------------------------------------------------------------- get / list

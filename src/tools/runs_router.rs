@@ -5,15 +5,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 
-use super::{Answer, NotebookServer, actor, args, common, runs, schema};
-
-/// Answers an async tool's outcome.
-fn answer(out: Answer) -> Result<CallToolResult, ErrorData> {
-    Ok(match out {
-        Ok((summary, value)) => common::ok(&summary, value),
-        Err(e) => common::err(&e),
-    })
-}
+use super::{NotebookServer, actor, answer, args, runs, schema};
 
 /// Running cells (§9): the `runs` tools.
 #[tool_router(router = runs_router, vis = "pub(super)")]
@@ -35,6 +27,28 @@ impl NotebookServer {
             let a: runs::ExecuteArgs = args::parse(raw)?;
             let who = actor(a.client_name.clone(), a.request_id.clone(), declared)?;
             runs::execute_cell(&self.runner, a, who, &self.stop).await
+        }
+        .await;
+        answer(out)
+    }
+
+    #[tool(
+        name = "execute_code",
+        description = "Run code that is in no cell (inspect a variable, try an idea) on the kernel of the notebook at path, waiting as execute_cell does. On record like a cell's run, but changes no cell and needs no lock.",
+        input_schema = schema::input::<runs::ExecuteCodeArgs>(),
+        output_schema = schema::output::<runs::ExecuteCodeOut>(),
+        annotations(destructive_hint = true, open_world_hint = true)
+    )]
+    async fn execute_code(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let declared = ctx.client_info().map(|i| i.name);
+        let out = async {
+            let a: runs::ExecuteCodeArgs = args::parse(raw)?;
+            let who = actor(a.client_name.clone(), a.request_id.clone(), declared)?;
+            runs::execute_code(&self.runner, a, who, &self.stop).await
         }
         .await;
         answer(out)

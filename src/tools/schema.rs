@@ -52,13 +52,12 @@ pub fn finish(tool: &mut Tool) {
         return;
     };
     let out = Arc::make_mut(out);
+    // A refusal's `error` names only what every error has: its fields are
+    // the same for every tool (docs/tools.md), and spelling them out in
+    // each of the tools would cost every agent's context ~2.5 KB.
     let mut extra = vec![(
         "error",
-        json!({
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }),
+        json!({"type": "object", "required": ["code", "message"]}),
     )];
     let writes = !tool
         .annotations

@@ -49,6 +49,7 @@ OPEN_WORLD_TOOLS = {"execute_cell", "execute_code"}
 # call these on a real one, so this suite leaves them out.
 RUNS_TOOLS = {
     "execute_cell",
+    "execute_code",
     "get_run",
     "list_runs",
     "list_kernels",
