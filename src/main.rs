@@ -138,6 +138,17 @@ enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Every run on record, newest first: who ran what, how it ended, how long it took and what it printed.
+    Runs {
+        #[command(flatten)]
+        place: Place,
+        /// Only runs of this notebook.
+        #[arg(long, value_name = "PATH")]
+        notebook: Option<String>,
+        /// One JSON object per run, with its outputs.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the hash chain, replay the log and compare with the projections and the files.
     ///
     /// Exit codes: 0 ok, 1 the log is damaged, 2 usage error, 3 only files
@@ -241,6 +252,7 @@ fn run_audit(command: Command) -> ExitCode {
         | Command::History { place, .. }
         | Command::Blame { place, .. }
         | Command::Show { place, .. }
+        | Command::Runs { place, .. }
         | Command::Verify { place }
         | Command::Export { place, .. } => place,
     };
@@ -273,6 +285,9 @@ fn run_audit(command: Command) -> ExitCode {
         Command::History {
             path, cell, json, ..
         } => audit::history::run(&audit, &path, &cell, json, paint, &mut out).map(|_| 0),
+        Command::Runs { notebook, json, .. } => {
+            audit::runs::run(&audit, notebook.as_deref(), json, paint, &mut out).map(|_| 0)
+        }
         Command::Blame { path, json, .. } => {
             audit::blame::run(&audit, &path, json, paint, &mut out).map(|_| 0)
         }

@@ -292,3 +292,88 @@ async fn a_waiting_execute_cell_reports_progress_from_the_owner_and_an_attached_
     assert!(heard_direct.load(Ordering::SeqCst) >= 2);
     assert!(heard_attached.load(Ordering::SeqCst) >= 2);
 }
+
+fn audit(root: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(common::bin())
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run nbledger");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test]
+async fn the_audit_says_who_ran_what_how_it_ended_and_what_it_printed() {
+    let dir = tmp();
+    let c = common::connect_kernels(dir.path(), "alice").await;
+    let ids = create(&c, "n.ipynb", &["print('hello <b>')", "1/0"]).await;
+    let ran = call(
+        &c,
+        "execute_cell",
+        json!({"path": "n.ipynb", "all": true, "stop_on_error": false}),
+    )
+    .await
+    .ok();
+    assert_eq!(ran["runs"][1]["status"], "error");
+    call(
+        &c,
+        "execute_code",
+        json!({"path": "n.ipynb", "code": "21 * 2", "client_name": "bob"}),
+    )
+    .await
+    .ok();
+
+    // Beside the running server, as every audit command works.
+    let text = audit(dir.path(), &["runs", "--notebook", "n.ipynb"]);
+    let heads: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(heads.len(), 3, "{text}");
+    assert!(
+        heads[0].contains("bob") && heads[0].contains("code") && heads[0].contains(" ok [3]"),
+        "{text}"
+    );
+    assert!(
+        heads[1].contains(&ids[1]) && heads[1].contains(" error [2]"),
+        "{text}"
+    );
+    assert!(
+        heads[2].contains("alice") && heads[2].contains(&ids[0]),
+        "{text}"
+    );
+    assert!(text.contains("| hello <b>"), "{text}");
+    assert!(
+        text.contains("| ZeroDivisionError: division by zero"),
+        "{text}"
+    );
+    assert!(text.contains("| 42"), "{text}");
+
+    let json_lines: Vec<Value> = audit(dir.path(), &["runs", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(json_lines.len(), 3);
+    assert_eq!(json_lines[2]["run_id"], ran["runs"][0]["run_id"]);
+    assert_eq!(json_lines[2]["outputs"][0]["text"], json!(["hello <b>\n"]));
+    assert!(json_lines[0].get("cell_id").is_none());
+
+    let history = audit(dir.path(), &["history", "n.ipynb", &ids[1]]);
+    let run_id = ran["runs"][1]["run_id"].as_str().unwrap();
+    assert!(
+        history.contains(&format!("run {run_id} started")),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!("run {run_id} error [2]")),
+        "{history}"
+    );
+    let log = audit(dir.path(), &["log", "--notebook", "n.ipynb"]);
+    for op in ["execute_cell", "run_finished", "execute_code"] {
+        assert!(log.contains(op), "{op} missing from log:\n{log}");
+    }
+}

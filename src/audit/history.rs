@@ -22,7 +22,7 @@ use similar::{ChangeTag, TextDiff};
 use super::text::{Paint, escape, json_line, rfc3339_ms, strip_eol};
 use super::{Audit, AuditError};
 use crate::error::quote;
-pub use crate::projections::history::{Action, Entry, LockNote, entry};
+pub use crate::projections::history::{Action, Entry, LockNote, RunNote, entry};
 
 /// A cell's whole history.
 #[derive(Debug, Clone)]
@@ -189,6 +189,9 @@ fn entry_diff(e: &Entry, last_source_version: Option<u64>) -> Vec<DiffLine> {
 /// The text after the operation column: what happened, in words.
 fn describe(e: &Entry) -> String {
     let idx = |i: Option<u32>| i.map_or("?".to_owned(), |i| i.to_string());
+    if let Some(run) = &e.run {
+        return describe_run(run);
+    }
     match e.action {
         Action::Created | Action::Recovered => format!(
             "{} ({} cell at index {})",
@@ -245,6 +248,18 @@ fn describe(e: &Entry) -> String {
     }
 }
 
+/// A run's line: `run 0190… started`, `run 0190… ok [3] in 12 ms`.
+fn describe_run(run: &RunNote) -> String {
+    let mut s = format!("run {} {}", run.run_id, run.status);
+    if let Some(n) = run.execution_count {
+        s.push_str(&format!(" [{n}]"));
+    }
+    if let Some(ms) = run.duration_ms {
+        s.push_str(&format!(" in {ms} ms"));
+    }
+    s
+}
+
 /// An entry as JSON: the `get_cell_history` entry fields (contract §4)
 /// plus `cell_id`, `action`, `changed`, `index_before`/`index_after` and,
 /// for source changes, `diff` (unified, 3 lines of context).
@@ -287,6 +302,18 @@ pub fn entry_json(e: &Entry, last_source_version: Option<u64>) -> Map<String, Va
     }
     if let Some(i) = e.index_after {
         m.insert("index_after".into(), json!(i));
+    }
+    if let Some(run) = &e.run {
+        let mut r = Map::new();
+        r.insert("run_id".into(), json!(run.run_id));
+        r.insert("status".into(), json!(run.status));
+        if let Some(n) = run.execution_count {
+            r.insert("execution_count".into(), json!(n));
+        }
+        if let Some(ms) = run.duration_ms {
+            r.insert("duration_ms".into(), json!(ms));
+        }
+        m.insert("run".into(), Value::Object(r));
     }
     let diff = entry_diff(e, last_source_version);
     if !diff.is_empty() {

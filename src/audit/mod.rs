@@ -1,5 +1,5 @@
 //! The offline audit command line (contract §5, §8.10): `log`, `history`,
-//! `blame`, `show --at`, `verify` and `export`, one file per command.
+//! `blame`, `show --at`, `runs`, `verify` and `export`, one file per command.
 //!
 //! Everything here reads the log through [`Store`] and rebuilds state with
 //! the server's own fold ([`crate::projections::Workspace::apply`]) and
@@ -16,6 +16,7 @@ pub mod blame;
 pub mod export;
 pub mod history;
 pub mod log;
+pub mod runs;
 pub mod show;
 pub mod text;
 pub mod verify;

@@ -11,6 +11,17 @@ pub enum LockNote {
     Released { owner: String, forced: bool },
 }
 
+/// A run of the cell an event accepted, updated or ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunNote {
+    pub run_id: String,
+    /// `started` for the acceptance, `running` for outputs on the way,
+    /// else the run's final status (`ok`, `error`, ...).
+    pub status: String,
+    pub duration_ms: Option<u64>,
+    pub execution_count: Option<u64>,
+}
+
 /// What an event did to the cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -70,6 +81,8 @@ pub struct Entry {
     pub copied_from: Option<(String, String)>,
     /// A lock taken or released by the event.
     pub lock: Option<LockNote>,
+    /// A run of the cell the event accepted, updated or ended.
+    pub run: Option<RunNote>,
 }
 
 /// The fields of a whole-cell replacement that differ.
@@ -128,6 +141,7 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
         moved_to: None,
         copied_from: None,
         lock: None,
+        run: None,
     };
     let (mut inserted, mut deleted, mut moved) = (false, false, false);
     let note = |e: &mut Entry, field: &'static str| {
@@ -227,12 +241,46 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
                 });
             }
             // A run's outputs land on the cell (its source does not change).
-            Change::RunOutputs { .. } | Change::RunFinished { .. } => note(&mut e, "outputs"),
+            Change::RunOutputs {
+                run_id,
+                execution_count,
+                ..
+            } => {
+                note(&mut e, "outputs");
+                e.run = Some(RunNote {
+                    run_id: run_id.clone(),
+                    status: "running".into(),
+                    duration_ms: None,
+                    execution_count: *execution_count,
+                });
+            }
+            Change::RunFinished {
+                run_id,
+                status,
+                duration_ms,
+                execution_count,
+                ..
+            } => {
+                note(&mut e, "outputs");
+                e.run = Some(RunNote {
+                    run_id: run_id.clone(),
+                    status: status.clone(),
+                    duration_ms: *duration_ms,
+                    execution_count: *execution_count,
+                });
+            }
+            Change::RunStarted { run_id, .. } => {
+                e.run = Some(RunNote {
+                    run_id: run_id.clone(),
+                    status: "started".into(),
+                    duration_ms: None,
+                    execution_count: None,
+                });
+            }
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. }
             | Change::Rejected { .. }
-            | Change::RunStarted { .. }
             | Change::KernelAction { .. } => {}
         }
     }
