@@ -377,3 +377,70 @@ async fn the_audit_says_who_ran_what_how_it_ended_and_what_it_printed() {
         assert!(log.contains(op), "{op} missing from log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn a_clean_owner_handover_during_a_run_ends_it_on_record_and_the_next_owner_runs_on() {
+    let dir = tmp();
+    let owner = common::connect_kernels(dir.path(), "alice").await;
+    let ids = create(
+        &owner,
+        "n.ipynb",
+        &["import time\ntime.sleep(300)", "40 + 2"],
+    )
+    .await;
+    let other = common::connect_kernels(dir.path(), "bob").await;
+    let r = call(
+        &owner,
+        "execute_cell",
+        json!({"path": "n.ipynb", "cell_id": ids[0], "timeout_s": 1}),
+    )
+    .await
+    .ok();
+    let run_id = r["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    assert!(
+        matches!(r["runs"][0]["status"].as_str(), Some("running" | "queued")),
+        "{r}"
+    );
+    // Closing its client stops the owner cleanly: it shuts its kernel down
+    // and the attached process takes the store over.
+    owner.cancel().await.expect("stop the owner");
+
+    let end = tokio::time::timeout(HANG, async {
+        loop {
+            let got = call(
+                &other,
+                "get_run",
+                json!({"run_id": run_id, "wait_ms": 5000}),
+            )
+            .await;
+            if !got.is_error
+                && !matches!(
+                    got.value["run"]["status"].as_str(),
+                    Some("running" | "queued")
+                )
+            {
+                return got.value["run"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the run never ended on record");
+    assert!(
+        matches!(
+            end["status"].as_str(),
+            Some("interrupted" | "kernel_died" | "aborted")
+        ),
+        "{end}"
+    );
+    let again = call(
+        &other,
+        "execute_cell",
+        json!({"path": "n.ipynb", "cell_id": ids[1]}),
+    )
+    .await
+    .ok();
+    assert_eq!(again["runs"][0]["status"], "ok", "{again}");
+    assert_eq!(again["runs"][0]["execution_count"], 1, "a fresh kernel");
+    assert_eq!(text_of(&again["runs"][0]), "42");
+}
