@@ -30,13 +30,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::text::hex;
 use super::{Audit, AuditError};
+use crate::events::Event;
 use crate::events::Hash;
 use crate::events::codec;
 use crate::ipynb::{self, RawNotebook};
 use crate::notebook::render_file;
 use crate::projections::{NotebookState, Workspace};
 use crate::replay::{StoredCheckpoint, stored_checkpoint};
-use crate::store::{Index, Store};
+use crate::store::{Index, Store, StoreError};
 
 /// The first thing wrong with the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,123 +199,125 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
     let mut prev: Hash = [0; 32];
     let mut expected: u64 = 1;
     let mut last_ts = i64::MIN;
-    // What the events say each index holds, as an order-free digest:
-    // checked against one sequential scan of each index after the walk.
-    let mut want = [KeySum::default(), KeySum::default()];
-    let bad_blob: RefCell<Option<String>> = RefCell::new(None);
-    let get_blob = |h: &Hash| -> Option<Vec<u8>> {
-        let b = store.blob(h).ok().flatten()?;
-        if blake3::hash(&b).as_bytes() != h {
-            *bad_blob.borrow_mut() = Some(hex(h));
-            return None;
-        }
-        Some(b)
-    };
-    report.fault = 'walk: {
-        for item in store.raw_records() {
-            let (key, bytes) = item?;
-            if key != expected {
-                break 'walk if key > expected {
-                    fault(
-                        expected,
-                        format!(
-                            "version {expected} is missing: the log goes from version {} to {key}",
-                            expected - 1
-                        ),
-                    )
-                } else {
-                    fault(
-                        key,
-                        format!("a record is stored under a malformed key for version {key}"),
-                    )
-                };
-            }
-            if key > report.head {
-                break 'walk fault(
-                    key,
-                    format!(
-                        "the record lies past the head ({}) the log's metadata records",
-                        report.head
-                    ),
-                );
-            }
-            // One full decode; the envelope alone is read again only to
-            // tell a broken chain from a broken body when decoding fails.
-            let (event, prev_hash) = match codec::decode(&bytes, &get_blob) {
-                Ok(decoded) => decoded,
-                Err(e) => {
-                    let chained = codec::decode_head(&bytes).map(|h| h.prev_hash);
-                    if key > 1 && chained.as_ref().is_ok_and(|p| *p != prev) {
-                        break 'walk broken_link(key);
+    // Two stages on two threads: reading, decoding, hashing and the index
+    // digest (per record, no shared state) on one; the chain, the order
+    // and the fold (sequential by nature) on this one.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(8);
+    let mut read_error: Option<StoreError> = None;
+    let (fault_found, want) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_and_decode(store, tx));
+        let found = 'walk: {
+            for item in rx.iter().flatten() {
+                let Checked { key, hash, decoded } = item;
+                let decoded = match decoded {
+                    Err(e) => {
+                        read_error = Some(e);
+                        break 'walk None;
                     }
-                    let what = match bad_blob.borrow_mut().take() {
-                        Some(h) => format!("blob {h} it references does not match its hash"),
-                        None => format!("its record does not decode: {e}"),
-                    };
-                    break 'walk fault(key, what);
-                }
-            };
-            if event.version != key {
-                break 'walk fault(
-                    key,
-                    format!("its record says it is version {}", event.version),
-                );
-            }
-            if prev_hash != prev {
-                break 'walk if key == 1 {
-                    fault(1, "its prev_hash is not 32 zero bytes")
-                } else {
-                    broken_link(key)
+                    Ok(d) => d,
                 };
-            }
-            let hash = *blake3::hash(&bytes).as_bytes();
-            if event.timestamp_ms < last_ts {
-                break 'walk fault(
-                    key,
-                    format!("its timestamp is earlier than version {}'s", key - 1),
-                );
-            }
-            let keys = Store::index_keys(&event);
-            for (i, index) in Index::ALL.into_iter().enumerate() {
-                for k in keys.of(index) {
-                    want[i].add(k);
+                if key != expected {
+                    break 'walk if key > expected {
+                        fault(
+                            expected,
+                            format!(
+                                "version {expected} is missing: the log goes from version {} to {key}",
+                                expected - 1
+                            ),
+                        )
+                    } else {
+                        fault(
+                            key,
+                            format!("a record is stored under a malformed key for version {key}"),
+                        )
+                    };
                 }
-            }
-            ws.apply(&event);
-            if let StoredCheckpoint::At {
-                version,
-                hash: cp_hash,
-                workspace,
-            } = &cp
-                && *version == key
-            {
-                report.checkpoint = if *cp_hash != hash {
-                    format!(
-                        "the stored checkpoint names v{version} with another hash (another log's); the server ignores it"
-                    )
-                } else if ws != **workspace {
+                if key > report.head {
                     break 'walk fault(
                         key,
                         format!(
-                            "the server's stored projection (checkpoint) at this version differs from the replay: {}",
-                            state_difference(&ws, workspace)
+                            "the record lies past the head ({}) the log's metadata records",
+                            report.head
                         ),
                     );
-                } else {
-                    format!("replay matches the projection checkpoint at v{version}")
+                }
+                let (event, prev_hash) = match decoded {
+                    Decoded::Event(event, prev_hash) => (event, prev_hash),
+                    Decoded::Broken { chained, what } => {
+                        if key > 1 && chained.is_some_and(|p| p != prev) {
+                            break 'walk broken_link(key);
+                        }
+                        break 'walk fault(key, what);
+                    }
                 };
+                if event.version != key {
+                    break 'walk fault(
+                        key,
+                        format!("its record says it is version {}", event.version),
+                    );
+                }
+                if prev_hash != prev {
+                    break 'walk if key == 1 {
+                        fault(1, "its prev_hash is not 32 zero bytes")
+                    } else {
+                        broken_link(key)
+                    };
+                }
+                if event.timestamp_ms < last_ts {
+                    break 'walk fault(
+                        key,
+                        format!("its timestamp is earlier than version {}'s", key - 1),
+                    );
+                }
+                ws.apply(&event);
+                if let StoredCheckpoint::At {
+                    version,
+                    hash: cp_hash,
+                    workspace,
+                } = &cp
+                    && *version == key
+                {
+                    report.checkpoint = if *cp_hash != hash {
+                        format!(
+                            "the stored checkpoint names v{version} with another hash (another log's); the server ignores it"
+                        )
+                    } else if ws != **workspace {
+                        break 'walk fault(
+                            key,
+                            format!(
+                                "the server's stored projection (checkpoint) at this version differs from the replay: {}",
+                                state_difference(&ws, workspace)
+                            ),
+                        );
+                    } else {
+                        format!("replay matches the projection checkpoint at v{version}")
+                    };
+                }
+                prev = hash;
+                last_ts = event.timestamp_ms;
+                report.checked = key;
+                expected += 1;
+                if key % 256 == 0 {
+                    bar.set_position(key);
+                }
             }
-            prev = hash;
-            last_ts = event.timestamp_ms;
-            report.checked = key;
-            expected += 1;
-            if key % 256 == 0 {
-                bar.set_position(key);
-            }
+            None
+        };
+        // Stopping early drops the receiver, which stops the reader.
+        drop(rx);
+        let want = reader.join().unwrap_or_default();
+        (found, want)
+    });
+    if let Some(e) = read_error {
+        return Err(e.into());
+    }
+    report.fault = 'after: {
+        if let Some(f) = fault_found {
+            break 'after Some(f);
         }
         bar.set_position(report.checked);
         if report.checked < report.head {
-            break 'walk fault(
+            break 'after fault(
                 report.checked + 1,
                 format!(
                     "version {} is missing: the log's metadata says the head is {}, the last record is {}",
@@ -325,7 +328,7 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
             );
         }
         if prev != report.head_hash {
-            break 'walk fault(
+            break 'after fault(
                 report.head,
                 "its bytes do not hash to the head hash the log's metadata records (the record was altered)",
             );
@@ -336,7 +339,7 @@ fn walk(audit: &Audit, report: &mut Report, bar: &ProgressBar) -> Result<Workspa
                 have.add(&k?);
             }
             if have != want[i] {
-                break 'walk locate_index_fault(store, index)?;
+                break 'after locate_index_fault(store, index)?;
             }
         }
         None
@@ -392,6 +395,90 @@ fn content_difference(log: &RawNotebook, file: &RawNotebook) -> Option<String> {
         ));
     }
     None
+}
+
+/// One record as the reader stage saw it.
+struct Checked {
+    key: u64,
+    /// blake3 of the record's bytes (the next record's `prev_hash`).
+    hash: Hash,
+    decoded: Result<Decoded, StoreError>,
+}
+
+enum Decoded {
+    Event(Event, Hash),
+    /// The record does not decode; `chained` is its `prev_hash` when the
+    /// envelope alone still reads (to tell a broken chain from a broken
+    /// body).
+    Broken {
+        chained: Option<Hash>,
+        what: String,
+    },
+}
+
+/// The reader stage: every record in key order, decoded (blobs checked
+/// against their names) and hashed, in batches; the digest of the index
+/// entries the events account for is its result. Stops at a read error
+/// (sent on) or when the walk stops listening.
+fn read_and_decode(store: &Store, tx: std::sync::mpsc::SyncSender<Vec<Checked>>) -> [KeySum; 2] {
+    const BATCH: usize = 512;
+    let mut want = [KeySum::default(), KeySum::default()];
+    let bad_blob: RefCell<Option<String>> = RefCell::new(None);
+    let get_blob = |h: &Hash| -> Option<Vec<u8>> {
+        let b = store.blob(h).ok().flatten()?;
+        if blake3::hash(&b).as_bytes() != h {
+            *bad_blob.borrow_mut() = Some(hex(h));
+            return None;
+        }
+        Some(b)
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    for item in store.raw_records() {
+        let (key, bytes) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                batch.push(Checked {
+                    key: 0,
+                    hash: [0; 32],
+                    decoded: Err(e),
+                });
+                break;
+            }
+        };
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let decoded = match codec::decode(&bytes, &get_blob) {
+            Ok((event, prev_hash)) => {
+                let keys = Store::index_keys(&event);
+                for (i, index) in Index::ALL.into_iter().enumerate() {
+                    for k in keys.of(index) {
+                        want[i].add(k);
+                    }
+                }
+                Decoded::Event(event, prev_hash)
+            }
+            Err(e) => Decoded::Broken {
+                chained: codec::decode_head(&bytes).ok().map(|h| h.prev_hash),
+                what: match bad_blob.borrow_mut().take() {
+                    Some(h) => format!("blob {h} it references does not match its hash"),
+                    None => format!("its record does not decode: {e}"),
+                },
+            },
+        };
+        batch.push(Checked {
+            key,
+            hash,
+            decoded: Ok(decoded),
+        });
+        if batch.len() == BATCH
+            && tx
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .is_err()
+        {
+            return want;
+        }
+    }
+    let _ = tx.send(batch);
+    want
 }
 
 /// Compares one notebook's replayed state with its file.
