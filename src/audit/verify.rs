@@ -406,7 +406,7 @@ struct Checked {
 }
 
 enum Decoded {
-    Event(Event, Hash),
+    Event(Box<Event>, Hash),
     /// The record does not decode; `chained` is its `prev_hash` when the
     /// envelope alone still reads (to tell a broken chain from a broken
     /// body).
@@ -454,7 +454,7 @@ fn read_and_decode(store: &Store, tx: std::sync::mpsc::SyncSender<Vec<Checked>>)
                         want[i].add(k);
                     }
                 }
-                Decoded::Event(event, prev_hash)
+                Decoded::Event(Box::new(event), prev_hash)
             }
             Err(e) => Decoded::Broken {
                 chained: codec::decode_head(&bytes).ok().map(|h| h.prev_hash),
