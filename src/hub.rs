@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
-use crate::error::ToolError;
+use crate::error::{Code, ToolError};
 use crate::lines::{self, LINK_LIMIT};
 use crate::runs::Runner;
 use crate::store::{Store, StoreError};
@@ -726,7 +726,7 @@ impl Front {
                 Mode::Failed(why) => {
                     return Ok(complete(common::err(
                         &ToolError::new(
-                            "unavailable",
+                            Code::Unavailable,
                             format!("this server cannot reach the store: {why}"),
                         )
                         .with("retryable", false),
@@ -808,7 +808,7 @@ fn complete(result: CallToolResult) -> CallToolResponse {
 }
 
 fn unavailable(message: &str, outcome: Option<&str>) -> CallToolResult {
-    let mut e = ToolError::new("unavailable", message).with("retryable", true);
+    let mut e = ToolError::new(Code::Unavailable, message).with("retryable", true);
     if let Some(o) = outcome {
         e = e.with("outcome", o);
     }
@@ -819,7 +819,7 @@ fn unavailable(message: &str, outcome: Option<&str>) -> CallToolResult {
 fn handover() -> CallToolResult {
     common::err(
         &ToolError::new(
-            "unavailable",
+            Code::Unavailable,
             "the store's owner is stopping; nothing was done, retry",
         )
         .with("retryable", true)

@@ -26,7 +26,7 @@ use rmcp::{RoleClient, RoleServer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::error::ToolError;
+use crate::error::{Code, ToolError};
 use crate::tools::common;
 
 /// The largest message a client may send in one line over stdio or in one
@@ -189,7 +189,7 @@ impl Oversized {
         );
         let reply = if self.method.as_deref() == Some("tools/call") {
             let mut result = common::err(
-                &ToolError::new("too_large", message)
+                &ToolError::new(Code::TooLarge, message)
                     .with("limit", self.limit as u64)
                     .with("actual", self.bytes),
             );

@@ -7,7 +7,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -85,7 +85,7 @@ impl Root {
     fn resolve_any(&self, input: &str) -> Result<String, ToolError> {
         let outside = || {
             ToolError::new(
-                "outside_root",
+                Code::OutsideRoot,
                 format!(
                     "path {} is outside the workspace root {}; use a path relative to the root",
                     quote(input),

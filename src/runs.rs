@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::{Actor, Engine, Plan, Presence};
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 use crate::events::{Change, OP_RUN_FINISHED, OP_RUN_OUTPUTS};
 use crate::kernels::{
     JupyterDirs, KernelError, KernelManager, KernelOptions, KernelStatus, ManagerConfig, RunEnd,
@@ -91,7 +91,7 @@ pub fn kernel_error(e: KernelError) -> ToolError {
                 .with("kernelspecs", names)
         }
         KernelError::StartFailed { stderr_tail, .. } => ToolError::new(
-            "unavailable",
+            Code::Unavailable,
             format!("{e}; fix the kernel's environment, then run again"),
         )
         .with("stderr_tail", stderr_tail.clone()),

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Map, Value};
 
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 use crate::events::{CLIENT_EXTERNAL, Event, FileWrite, Hash};
 use crate::files::RenderCache;
 use crate::ipynb;
@@ -356,7 +356,7 @@ impl Engine {
                 // A create staged earlier in the batch has no file yet.
                 if np.abs.exists() || inner.unwritten.contains_key(&np.rel) {
                     return Err(ToolError::new(
-                        "exists",
+                        Code::Exists,
                         format!(
                             "notebook {} already exists; edit it with the cell tools or pick another path",
                             quote(&np.rel)
@@ -370,7 +370,7 @@ impl Engine {
         let now = now_ms().max(inner.ws.head_timestamp_ms);
         let plan = match plan(nb, np, now) {
             Ok(p) => p,
-            Err(e) if e.code == "locked" => {
+            Err(e) if e.code == Code::Locked => {
                 return Err(self.reject(inner, np, actor, operation, now, e));
             }
             Err(e) => return Err(e),
@@ -441,7 +441,7 @@ impl Engine {
         };
         let plan = match planned {
             Ok(p) => p,
-            Err(e) if e.code == "locked" => {
+            Err(e) if e.code == Code::Locked => {
                 return Err(self.reject(inner, &s, actor, operation, now, e));
             }
             Err(e) => return Err(e),
@@ -527,7 +527,7 @@ fn outside_event(
 
 pub fn invalid_notebook(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
     let mut err = ToolError::new(
-        "invalid_notebook",
+        Code::InvalidNotebook,
         format!(
             "{} is not a valid Jupyter notebook: {}; fix the file (it was left untouched)",
             quote(path),
@@ -549,7 +549,7 @@ pub fn invalid_notebook(path: &str, e: ipynb::InvalidNotebook) -> ToolError {
 /// stops and the next owner replays the log).
 fn storage_failed() -> ToolError {
     ToolError::new(
-        "unavailable",
+        Code::Unavailable,
         "the log could not be flushed to disk, so this server stops serving; retry (with the same request_id for a write) once another server has taken over",
     )
     .with("retryable", true)

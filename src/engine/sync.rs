@@ -353,7 +353,7 @@ impl Engine {
         };
         if !meta.is_file() {
             return Err(ToolError::new(
-                "invalid_notebook",
+                crate::error::Code::InvalidNotebook,
                 format!("{} is not a regular file", quote(&np.rel)),
             )
             .with("reason", "not a regular file"));

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 
 pub fn parse<T: DeserializeOwned + JsonSchema + 'static>(raw: JsonObject) -> Result<T, ToolError> {
     let schema = rmcp::handler::server::common::schema_for_type::<T>();
@@ -30,7 +30,7 @@ pub fn parse<T: DeserializeOwned + JsonSchema + 'static>(raw: JsonObject) -> Res
         }
         let Some(prop) = props.get(&name) else {
             return Err(ToolError::new(
-                "invalid_argument",
+                Code::InvalidArgument,
                 format!(
                     "unknown argument {}; this tool takes: {}",
                     quote(&name),

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::engine::Actor;
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 use crate::events::{CLIENT_EXTERNAL, CLIENT_SERVER, CellType};
 use crate::projections::{Lock, NotebookState};
 use crate::time::rfc3339;
@@ -262,7 +262,7 @@ pub fn id_of(nb: &NotebookState, id: &str) -> Result<usize, ToolError> {
                 json!({"cell_id": d, "index": null, "preview": preview(&nb.deleted[*d].cell.source), "deleted": true})
             }));
             Err(ToolError::new(
-                "ambiguous_cell_id",
+                Code::AmbiguousCellId,
                 format!(
                     "cell id prefix {} matches {} cells; give more characters",
                     quote(id),
@@ -315,7 +315,7 @@ pub fn id_any(nb: &NotebookState, id: &str) -> Result<String, ToolError> {
         0 => Err(not_found()),
         1 => Ok(matches.remove(0).0),
         n => Err(ToolError::new(
-            "ambiguous_cell_id",
+            Code::AmbiguousCellId,
             format!(
                 "cell id prefix {} matches {n} cells; give more characters",
                 quote(id)
@@ -445,5 +445,5 @@ pub fn locked(held: &[(&str, &Lock)], actor: &Actor, now: i64, remedy: &str) -> 
         .iter()
         .map(|(c, l)| json!({"cell_id": c, "owner": l.owner, "expires_at": rfc3339(l.expires_at)}))
         .collect();
-    ToolError::new("locked", message).with("locks", locks)
+    ToolError::new(Code::Locked, message).with("locks", locks)
 }

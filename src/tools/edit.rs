@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::common::{self, check_locks, check_source, find_cell, placement, to_map};
 use crate::engine::{Actor, Engine, Plan, Presence};
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 use crate::events::{Cell, CellType, Change, Header};
 use crate::notebook::{fresh_id, object_text, predecessor};
 use crate::projections::NotebookState;
@@ -127,7 +127,7 @@ pub(super) fn check_expected(
     let live = &nb.cells[i];
     match expected {
         Some(e) if e < live.last_version => Err(ToolError::new(
-            "version_conflict",
+            Code::VersionConflict,
             format!(
                 "cell {} changed at version {} after your expected_version {e}; re-read it, merge, and retry with expected_version {}",
                 live.cell.id, live.last_version, live.last_version
@@ -896,7 +896,7 @@ pub fn recover_cell(
             let id = common::id_any(nb, &a.cell_id)?;
             if let Some(i) = nb.position(&id) {
                 return Err(ToolError::new(
-                    "not_deleted",
+                    Code::NotDeleted,
                     format!("cell {id} is not deleted (it is at index {i}); nothing to recover"),
                 )
                 .with("cell_id", id)

@@ -488,6 +488,13 @@ mod tests {
     }
 
     #[test]
+    fn the_codes_documented_are_the_codes_there_are() {
+        let documented: Vec<&str> = CODES.iter().map(|(c, _, _)| *c).collect();
+        let there: Vec<&str> = crate::error::Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, there);
+    }
+
+    #[test]
     fn types_read_as_their_shapes() {
         let defs = Map::new();
         let s = serde_json::json!({"type": "array", "items": {"type": "object",

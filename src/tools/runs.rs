@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::common::{self, to_map};
 use super::read::shape_output;
 use crate::engine::{Actor, Engine, Plan, Presence};
-use crate::error::ToolError;
+use crate::error::{Code, ToolError};
 use crate::events::{CellType, Change};
 use crate::kernels::KernelStatus;
 use crate::projections::RunRecord;
@@ -646,7 +646,7 @@ pub fn clear_outputs(
         {
             let live = &nb.cells[i];
             return Err(ToolError::new(
-                "version_conflict",
+                Code::VersionConflict,
                 format!(
                     "cell {} changed at version {}, after expected_version {expected}; read it again and retry",
                     live.cell.id, live.last_version

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde_json::json;
 
-use crate::error::ToolError;
+use crate::error::{Code, ToolError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Toolset {
@@ -96,7 +96,7 @@ impl Toolsets {
     pub fn refusal(self, tool: &str, set: Toolset) -> ToolError {
         let enabled: Vec<&str> = self.iter().map(Toolset::name).collect();
         ToolError::new(
-            "invalid_argument",
+            Code::InvalidArgument,
             format!(
                 "tool {tool} is in toolset {set}, which this server does not enable (it enables: {}); use the tools it lists, or start it with --toolsets (or NBLEDGER_TOOLSETS) including {set}",
                 enabled.join(", ")

@@ -12,7 +12,7 @@ use similar::TextDiff;
 
 use super::common::{check_locks, to_map};
 use crate::engine::{Actor, Engine, Plan, Presence};
-use crate::error::{ToolError, quote};
+use crate::error::{Code, ToolError, quote};
 use crate::events::{Cell, Change, Header, codec::hex};
 use crate::notebook::{header_with_ids, snapshot_hash, transform};
 use crate::projections::{NotebookState, Snapshot};
@@ -107,7 +107,7 @@ pub fn snapshot_notebook(
             && !a.overwrite.unwrap_or(false)
         {
             return Err(ToolError::new(
-                "exists",
+                Code::Exists,
                 format!("a snapshot named {} exists (version {}); pass overwrite: true to replace it", quote(&a.name), old.version),
             )
             .with("name", a.name.clone())
