@@ -9,8 +9,10 @@ pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod metadata;
+mod notebooks_router;
 pub mod read;
 pub mod reference;
+pub mod replace;
 pub mod revert;
 pub mod runs;
 mod runs_router;
@@ -302,7 +304,7 @@ impl NotebookServer {
 
     #[tool(
         name = "update_cell",
-        description = "Replace a cell's whole source (outputs kept). The later write wins unless you pass expected_version. Same source: changed=false, no event.",
+        description = "Replace a cell's whole source (outputs kept). The later write wins unless you pass expected_version. Same source: changed=false, no event. To change a few words in one or many cells, replace_in_notebook sends less.",
         input_schema = schema::input::<edit::UpdateArgs>(),
         output_schema = schema::output::<edit::UpdateOut>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
@@ -663,47 +665,6 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             transfer::move_cells(e, a, &who)
-        })
-        .await
-    }
-}
-
-#[tool_router(router = notebooks_router)]
-impl NotebookServer {
-    #[tool(
-        name = "update_cell_metadata",
-        description = "Change one cell's metadata: merge keys (null removes one), replace it whole, or add_tags/remove_tags. For its source use update_cell. `locked` if another agent holds the cell, unless force.",
-        input_schema = schema::input::<metadata::CellMetadataArgs>(),
-        output_schema = schema::output::<metadata::CellMetadataOut>(),
-        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
-    )]
-    async fn update_cell_metadata(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: metadata::CellMetadataArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            metadata::update_cell_metadata(e, a, &who)
-        })
-        .await
-    }
-
-    #[tool(
-        name = "update_notebook_metadata",
-        description = "Change the notebook's metadata (kernelspec, language_info, your own keys): merge keys (null removes one) or replace it whole.",
-        input_schema = schema::input::<metadata::NotebookMetadataArgs>(),
-        output_schema = schema::output::<metadata::NotebookMetadataOut>(),
-        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
-    )]
-    async fn update_notebook_metadata(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: metadata::NotebookMetadataArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            metadata::update_notebook_metadata(e, a, &who)
         })
         .await
     }

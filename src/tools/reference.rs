@@ -115,7 +115,8 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
         | "delete_cell"
         | "change_cell_type"
         | "update_cell_metadata"
-        | "revert_cell" => GUARDED,
+        | "revert_cell"
+        | "replace_in_notebook" => GUARDED,
         "update_notebook_metadata" => {
             &["outside_root", "not_found", "invalid_notebook", "too_large"]
         }

@@ -1,0 +1,69 @@
+//! The `notebooks` toolset's adapters (§10), in their own file for length:
+//! the `#[tool_router]` block below is still the set, as in `mod.rs`.
+
+use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
+
+use super::{NotebookServer, actor, metadata, replace, schema};
+
+/// Whole notebooks (§10): the `notebooks` tools.
+#[tool_router(router = notebooks_router, vis = "pub(super)")]
+impl NotebookServer {
+    #[tool(
+        name = "update_cell_metadata",
+        description = "Change one cell's metadata: merge keys (null removes one), replace it whole, or add_tags/remove_tags. For its source use update_cell. `locked` if another agent holds the cell, unless force.",
+        input_schema = schema::input::<metadata::CellMetadataArgs>(),
+        output_schema = schema::output::<metadata::CellMetadataOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn update_cell_metadata(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: metadata::CellMetadataArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            metadata::update_cell_metadata(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "update_notebook_metadata",
+        description = "Change the notebook's metadata (kernelspec, language_info, your own keys): merge keys (null removes one) or replace it whole.",
+        input_schema = schema::input::<metadata::NotebookMetadataArgs>(),
+        output_schema = schema::output::<metadata::NotebookMetadataOut>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn update_notebook_metadata(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: metadata::NotebookMetadataArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            metadata::update_notebook_metadata(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "replace_in_notebook",
+        description = "Find and replace by regex across cells (capture groups $1, ${name}), as one event over exactly the cells it changes: each with its count and unified diff. Narrow with cell_ids, cell_type, max_replacements; dry_run shows the diffs and changes nothing. All or nothing: a changed cell another agent locked is `locked` unless force. For rewriting one cell whole use update_cell.",
+        input_schema = schema::input::<replace::ReplaceArgs>(),
+        output_schema = schema::output::<replace::ReplaceOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn replace_in_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: replace::ReplaceArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            replace::replace_in_notebook(e, a, &who)
+        })
+        .await
+    }
+}
