@@ -221,10 +221,21 @@ impl Engine {
     /// Notebook `path` as it was right after version `version`, read from
     /// the log alone (no import, no file access; §10 `at_version`).
     pub fn notebook_at(&self, path: &str, version: u64) -> Result<NotebookState, ToolError> {
+        self.notebook_at_arg(path, version, "at_version")
+    }
+
+    /// [`Engine::notebook_at`], a version beyond the head refused naming
+    /// the argument `arg` that gave it.
+    pub fn notebook_at_arg(
+        &self,
+        path: &str,
+        version: u64,
+        arg: &str,
+    ) -> Result<NotebookState, ToolError> {
         let head = self.with_workspace(|ws| ws.head);
         if version > head {
             return Err(ToolError::invalid(
-                "at_version",
+                arg,
                 format!("a version up to the log's head, {head}"),
                 format!("version {version} is beyond the log's head ({head})"),
             )

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod common;
+pub mod diff_notebooks;
 pub mod edit;
 pub mod feed;
 pub mod locks;

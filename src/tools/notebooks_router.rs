@@ -5,7 +5,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 
-use super::{NotebookServer, actor, metadata, replace, schema};
+use super::{NotebookServer, actor, diff_notebooks, metadata, replace, schema};
 
 /// Whole notebooks (§10): the `notebooks` tools.
 #[tool_router(router = notebooks_router, vis = "pub(super)")]
@@ -65,5 +65,21 @@ impl NotebookServer {
             replace::replace_in_notebook(e, a, &who)
         })
         .await
+    }
+
+    #[tool(
+        name = "diff_notebooks",
+        description = "Compare two notebooks, or one notebook at two versions (version / other_version: as it was right after that version; default now): added, deleted, modified (fields, unified source diff), moved, unchanged, as diff_snapshot. Cells match by id, then by type and source. Changes nothing.",
+        input_schema = schema::input::<diff_notebooks::DiffNotebooksArgs>(),
+        output_schema = schema::output::<diff_notebooks::DiffNotebooksOut>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn diff_notebooks(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a, _| diff_notebooks::diff_notebooks(e, a))
+            .await
     }
 }

@@ -109,7 +109,8 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
         | "list_locks"
         | "get_notebook_changes"
         | "list_snapshots"
-        | "diff_snapshot" => NOTEBOOK,
+        | "diff_snapshot"
+        | "diff_notebooks" => NOTEBOOK,
         "update_cell"
         | "batch_update_cells"
         | "delete_cell"

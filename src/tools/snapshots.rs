@@ -51,7 +51,7 @@ fn unknown(nb: &NotebookState, name: &str) -> ToolError {
     .with("available", json!(available))
 }
 
-fn live_cells(nb: &NotebookState) -> Vec<Arc<Cell>> {
+pub(super) fn live_cells(nb: &NotebookState) -> Vec<Arc<Cell>> {
     nb.cells.iter().map(|c| c.cell.clone()).collect()
 }
 
@@ -253,6 +253,16 @@ pub fn diff(
     to: &[Arc<Cell>],
     context: usize,
 ) -> (Vec<Added>, Vec<Deleted>, Vec<Modified>, Vec<Moved>, usize) {
+    diff_labelled(from, to, context, ("snapshot", "current"))
+}
+
+/// [`diff`], the unified diffs' headers naming each side `labels`.
+pub fn diff_labelled(
+    from: &[Arc<Cell>],
+    to: &[Arc<Cell>],
+    context: usize,
+    labels: (&str, &str),
+) -> (Vec<Added>, Vec<Deleted>, Vec<Modified>, Vec<Moved>, usize) {
     let to_ids: HashSet<&str> = to.iter().map(|c| c.id.as_str()).collect();
     let from_pos: HashMap<&str, usize> = from
         .iter()
@@ -332,8 +342,8 @@ pub fn diff(
                 .unified_diff()
                 .context_radius(context)
                 .header(
-                    &format!("{} (snapshot)", old.id),
-                    &format!("{} (current)", new.id),
+                    &format!("{} ({})", old.id, labels.0),
+                    &format!("{} ({})", new.id, labels.1),
                 )
                 .to_string()
         };
