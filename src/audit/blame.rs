@@ -180,7 +180,8 @@ fn attribute(
                 | Change::RunStarted { .. }
                 | Change::RunOutputs { .. }
                 | Change::RunFinished { .. }
-                | Change::KernelAction { .. } => {}
+                | Change::KernelAction { .. }
+                | Change::SnapshotDeleted { .. } => {}
             }
         }
         ws.apply_to_notebooks(&event);

@@ -291,6 +291,9 @@ pub enum Change {
         action: String,
         run_ids: Vec<String>,
     },
+    /// A named snapshot is removed (`delete_snapshot`); its content stays
+    /// in the log at the version that took it.
+    SnapshotDeleted { path: String, name: String },
 }
 
 impl Change {
@@ -313,7 +316,8 @@ impl Change {
             | Change::RunStarted { path, .. }
             | Change::RunOutputs { path, .. }
             | Change::RunFinished { path, .. }
-            | Change::KernelAction { path, .. } => path,
+            | Change::KernelAction { path, .. }
+            | Change::SnapshotDeleted { path, .. } => path,
         }
     }
 
@@ -323,6 +327,7 @@ impl Change {
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. }
+            | Change::SnapshotDeleted { .. }
             | Change::KernelAction { .. } => None,
             Change::RunStarted { cell_id, .. }
             | Change::RunOutputs { cell_id, .. }

@@ -233,7 +233,8 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
             | Change::SnapshotTaken { .. }
             | Change::Rejected { .. }
             | Change::RunStarted { .. }
-            | Change::KernelAction { .. } => {}
+            | Change::KernelAction { .. }
+            | Change::SnapshotDeleted { .. } => {}
         }
     }
     e.action = if inserted && was_deleted {

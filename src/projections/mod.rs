@@ -283,6 +283,9 @@ impl NotebookState {
             Change::LockReleased { cell_id, .. } => {
                 self.locks.remove(cell_id);
             }
+            Change::SnapshotDeleted { name, .. } => {
+                self.snapshots.remove(name);
+            }
             Change::CellMovedOut {
                 cell_id,
                 to_path,
@@ -405,7 +408,8 @@ impl Workspace {
                     Change::LockAcquired { .. }
                     | Change::LockReleased { .. }
                     | Change::RunStarted { .. }
-                    | Change::KernelAction { .. } => {}
+                    | Change::KernelAction { .. }
+                    | Change::SnapshotDeleted { .. } => {}
                     _ => nb.content_version = event.version,
                 }
             }

@@ -612,7 +612,7 @@ impl NotebookServer {
 
     #[tool(
         name = "restore_snapshot",
-        description = "Roll the notebook back to a snapshot as one new event, first saving the current state as backup_snapshot (pre-restore-<version>); removed cells can be recovered. `locked` if it would touch a cell another agent holds, unless force.",
+        description = "Roll the whole notebook back to a snapshot as one new event, first saving the current state as backup_snapshot (pre-restore-<version>); removed cells can be recovered. `locked` if it would touch a cell another agent holds, unless force. To undo one cell only, revert_cell touches nothing else.",
         input_schema = schema::input::<snapshots::RestoreArgs>(),
         output_schema = schema::output::<snapshots::RestoreOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
@@ -625,6 +625,25 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: snapshots::RestoreArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             snapshots::restore_snapshot(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "delete_snapshot",
+        description = "Remove a named snapshot from list_snapshots, as an event (its content stays in the log, so `nbledger show --at` still sees it). pre-restore-* backups can be deleted too.",
+        input_schema = schema::input::<snapshots::DeleteSnapshotArgs>(),
+        output_schema = schema::output::<snapshots::DeleteSnapshotOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn delete_snapshot(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: snapshots::DeleteSnapshotArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            snapshots::delete_snapshot(e, a, &who)
         })
         .await
     }

@@ -137,6 +137,7 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "exists",
             "too_large",
         ],
+        "delete_snapshot" => &["outside_root", "not_found", "invalid_notebook"],
         "restore_snapshot" => &[
             "outside_root",
             "not_found",

@@ -510,3 +510,53 @@ pub fn restore_snapshot(
     )?;
     Ok((format!("restored {shown}"), res))
 }
+
+// ---------------------------------------------------------------- delete
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DeleteSnapshotArgs {
+    pub path: String,
+    pub name: String,
+    pub client_name: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteSnapshotOut {
+    pub name: String,
+    pub version: u64,
+}
+
+pub fn delete_snapshot(
+    engine: &Engine,
+    a: DeleteSnapshotArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    check_name(&a.name, "name")?;
+    let shown = quote(&a.name);
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "delete_snapshot",
+        move |nb, np, _now| {
+            let nb = nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
+            if !nb.snapshots.contains_key(&a.name) {
+                return Err(unknown(nb, &a.name));
+            }
+            let name = a.name.clone();
+            Ok(Plan {
+                operation: "delete_snapshot",
+                overrode_locks: Vec::new(),
+                summary: format!("snapshot {} deleted", quote(&a.name)),
+                changes: vec![Change::SnapshotDeleted {
+                    path: np.rel.clone(),
+                    name: a.name.clone(),
+                }],
+                cell_ids: Vec::new(),
+                result: Box::new(move |version, _| to_map(&DeleteSnapshotOut { name, version })),
+            })
+        },
+    )?;
+    Ok((format!("snapshot {shown} deleted"), res))
+}
