@@ -19,13 +19,10 @@ use crate::notebook::lcs;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct DiffNotebooksArgs {
-    /// The `from` notebook.
     pub path: String,
-    /// The `to` notebook (default: path).
+    /// Default: path.
     pub other_path: Option<String>,
-    /// Read `path` as it was right after this version (default: now).
     pub version: Option<u64>,
-    /// Read `other_path` as it was right after this version (default: now).
     pub other_version: Option<u64>,
     /// At most 50.
     #[schemars(extend("default" = 3))]
@@ -49,15 +46,11 @@ pub struct Paired {
 pub struct DiffNotebooksOut {
     pub from: Side,
     pub to: Side,
-    /// Cells only in `to`.
     pub added: Vec<Added>,
-    /// Cells only in `from`.
     pub deleted: Vec<Deleted>,
-    /// Reported under the `to` id.
     pub modified: Vec<Modified>,
     pub moved: Vec<Moved>,
     pub unchanged: usize,
-    /// Cells matched by content under different ids.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matched_by_content: Vec<Paired>,
 }

@@ -631,7 +631,7 @@ impl NotebookServer {
 
     #[tool(
         name = "delete_snapshot",
-        description = "Remove a named snapshot from list_snapshots, as an event (its content stays in the log, so `nbledger show --at` still sees it). pre-restore-* backups can be deleted too.",
+        description = "Remove a named snapshot (pre-restore-* ones too), as an event; its content stays in the log.",
         input_schema = schema::input::<snapshots::DeleteSnapshotArgs>(),
         output_schema = schema::output::<snapshots::DeleteSnapshotOut>(),
         annotations(destructive_hint = true, open_world_hint = false)

@@ -50,7 +50,7 @@ impl NotebookServer {
 
     #[tool(
         name = "replace_in_notebook",
-        description = "Find and replace by regex across cells (capture groups $1, ${name}), as one event over exactly the cells it changes: each with its count and unified diff. Narrow with cell_ids, cell_type, max_replacements; dry_run shows the diffs and changes nothing. All or nothing: a changed cell another agent locked is `locked` unless force. For rewriting one cell whole use update_cell.",
+        description = "Regex find and replace across cells, one event over the cells it changes (each: count, unified diff); all or nothing, `locked` only for a changed cell. dry_run: diffs only. To rewrite one cell whole, update_cell.",
         input_schema = schema::input::<replace::ReplaceArgs>(),
         output_schema = schema::output::<replace::ReplaceOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
@@ -69,7 +69,7 @@ impl NotebookServer {
 
     #[tool(
         name = "diff_notebooks",
-        description = "Compare two notebooks, or one notebook at two versions (version / other_version: as it was right after that version; default now): added, deleted, modified (fields, unified source diff), moved, unchanged, as diff_snapshot. Cells match by id, then by type and source. Changes nothing.",
+        description = "Compare two notebooks, or one at two versions (as right after version / other_version; default now), like diff_snapshot. Cells match by id, then by type and source.",
         input_schema = schema::input::<diff_notebooks::DiffNotebooksArgs>(),
         output_schema = schema::output::<diff_notebooks::DiffNotebooksOut>(),
         annotations(read_only_hint = true, open_world_hint = false)

@@ -21,24 +21,19 @@ use crate::projections::NotebookState;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReplaceArgs {
     pub path: String,
-    /// Rust regex, applied to each cell's whole source; `^` and `$` match
-    /// at line ends.
+    /// Over each whole source; ^ $ match at line ends.
     pub pattern: String,
-    /// `$1`, `${name}` insert capture groups; `$$` is a literal `$`.
+    /// $1, ${name}: groups; $$: a $.
     pub replacement: String,
     #[schemars(extend("default" = true))]
     pub case_sensitive: Option<bool>,
-    /// Only these cells (default: every cell).
     pub cell_ids: Option<Vec<String>>,
     pub cell_id: Option<String>,
     #[schemars(extend("enum" = ["all", "code", "markdown", "raw"], "default" = "all"))]
     pub cell_type: Option<String>,
-    /// Stop after this many replacements, counted in notebook order.
     pub max_replacements: Option<u64>,
-    /// Answer the diffs without changing anything.
     #[schemars(extend("default" = false))]
     pub dry_run: Option<bool>,
-    /// Checked on the changed cells only.
     pub expected_version: Option<u64>,
     #[schemars(extend("default" = false))]
     pub force: Option<bool>,
@@ -49,17 +44,13 @@ pub struct ReplaceArgs {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Replaced {
     pub cell_id: String,
-    /// Replacements made in this cell.
     pub count: usize,
-    /// Unified diff of the cell's source.
     pub diff: String,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ReplaceOut {
-    /// The cells changed (or that would be, with dry_run), in notebook order.
     pub cells: Vec<Replaced>,
-    /// Replacements in all.
     pub replaced: usize,
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
