@@ -181,7 +181,8 @@ fn attribute(
                 | Change::RunOutputs { .. }
                 | Change::RunFinished { .. }
                 | Change::KernelAction { .. }
-                | Change::SnapshotDeleted { .. } => {}
+                | Change::SnapshotDeleted { .. }
+                | Change::NotebookRenamed { .. } => {}
             }
         }
         ws.apply_to_notebooks(&event);

@@ -42,6 +42,8 @@
 //!     header: Header, cells: [Cell]}`
 //!   - `snapshot_deleted`: `{kind, path, name}` (the snapshot's content
 //!     stays in the event that took it)
+//!   - `notebook_renamed`: `{kind, path, to}` (the notebook at `path`
+//!     lives at `to` from then on, with its whole state)
 //!   - `rejected`: `{kind, path, cell_id, holder, lock_acquired_at,
 //!     lock_expires_at}` (a write refused by that lock; changes nothing)
 //! - `Header`: `{nbformat, nbformat_minor, metadata: object, extra: object}`
@@ -73,6 +75,7 @@
 //! | `lock_cells` / `unlock_cells` | `lock_acquired`+ / `lock_released`+ |
 //! | `snapshot_notebook` | `snapshot_taken` |
 //! | `delete_snapshot` | `snapshot_deleted` |
+//! | `rename_notebook` | `header_set`? (ids need 4.5), `notebook_renamed`; `paths` are `[old, new]` |
 //! | `restore_snapshot` | `snapshot_taken` (`pre-restore-<version>`), then as `external_change` |
 //! | `copy_cells` | `cell_copied`+ |
 //! | `move_cells` | `cell_moved`+ within a notebook; across: `lock_released`*, `cell_moved_out`+, `cell_moved_in`+, `lock_acquired`* |
@@ -290,6 +293,11 @@ fn change_json(c: &Change) -> Value {
             "kind": "snapshot_deleted",
             "path": path,
             "name": name,
+        }),
+        Change::NotebookRenamed { path, to } => json!({
+            "kind": "notebook_renamed",
+            "path": path,
+            "to": to,
         }),
         Change::KernelAction {
             path,

@@ -207,6 +207,10 @@ enum ChangeV1 {
         path: String,
         name: String,
     },
+    NotebookRenamed {
+        path: String,
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -613,6 +617,10 @@ fn change_v1(c: &Change, text: &mut dyn FnMut(&str) -> Text) -> ChangeV1 {
             path: path.clone(),
             name: name.clone(),
         },
+        Change::NotebookRenamed { path, to } => ChangeV1::NotebookRenamed {
+            path: path.clone(),
+            to: to.clone(),
+        },
     }
 }
 
@@ -861,6 +869,7 @@ fn change_from_v1(c: ChangeV1, text: &TextFn) -> Result<Change, DecodeError> {
             run_ids,
         },
         ChangeV1::SnapshotDeleted { path, name } => Change::SnapshotDeleted { path, name },
+        ChangeV1::NotebookRenamed { path, to } => Change::NotebookRenamed { path, to },
     })
 }
 
@@ -1176,10 +1185,16 @@ mod tests {
             request_id: Some("r-7".into()),
             result: r#"{"name":"before"}"#.into(),
             summary: "snapshot before deleted".into(),
-            changes: vec![Change::SnapshotDeleted {
-                path: "nb.ipynb".into(),
-                name: "before".into(),
-            }],
+            changes: vec![
+                Change::SnapshotDeleted {
+                    path: "nb.ipynb".into(),
+                    name: "before".into(),
+                },
+                Change::NotebookRenamed {
+                    path: "nb.ipynb".into(),
+                    to: "dir/renamed.ipynb".into(),
+                },
+            ],
             files: vec![],
         }
     }

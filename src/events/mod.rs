@@ -294,6 +294,9 @@ pub enum Change {
     /// A named snapshot is removed (`delete_snapshot`); its content stays
     /// in the log at the version that took it.
     SnapshotDeleted { path: String, name: String },
+    /// The notebook at `path` now lives at `to` (`rename_notebook`): its
+    /// whole state (cells, deleted cells, locks, snapshots) moves with it.
+    NotebookRenamed { path: String, to: String },
 }
 
 impl Change {
@@ -317,7 +320,8 @@ impl Change {
             | Change::RunOutputs { path, .. }
             | Change::RunFinished { path, .. }
             | Change::KernelAction { path, .. }
-            | Change::SnapshotDeleted { path, .. } => path,
+            | Change::SnapshotDeleted { path, .. }
+            | Change::NotebookRenamed { path, .. } => path,
         }
     }
 
@@ -328,6 +332,7 @@ impl Change {
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. }
             | Change::SnapshotDeleted { .. }
+            | Change::NotebookRenamed { .. }
             | Change::KernelAction { .. } => None,
             Change::RunStarted { cell_id, .. }
             | Change::RunOutputs { cell_id, .. }

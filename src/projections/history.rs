@@ -234,7 +234,8 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
             | Change::Rejected { .. }
             | Change::RunStarted { .. }
             | Change::KernelAction { .. }
-            | Change::SnapshotDeleted { .. } => {}
+            | Change::SnapshotDeleted { .. }
+            | Change::NotebookRenamed { .. } => {}
         }
     }
     e.action = if inserted && was_deleted {

@@ -13,6 +13,7 @@ pub mod metadata;
 mod notebooks_router;
 pub mod read;
 pub mod reference;
+pub mod rename;
 pub mod replace;
 pub mod revert;
 pub mod runs;

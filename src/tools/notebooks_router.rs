@@ -5,7 +5,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 
-use super::{NotebookServer, actor, diff_notebooks, metadata, replace, schema};
+use super::{NotebookServer, actor, diff_notebooks, metadata, rename, replace, schema};
 
 /// Whole notebooks (§10): the `notebooks` tools.
 #[tool_router(router = notebooks_router, vis = "pub(super)")]
@@ -81,5 +81,36 @@ impl NotebookServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.run(raw, &ctx, |e, a, _| diff_notebooks::diff_notebooks(e, a))
             .await
+    }
+
+    #[tool(
+        name = "rename_notebook",
+        description = "Move a notebook to new_path with its whole life: history, feed, locks, snapshots, runs and kernel follow. `exists` if new_path is taken; `locked` if another agent holds a cell, unless force.",
+        input_schema = schema::input::<rename::RenameArgs>(),
+        output_schema = schema::output::<rename::RenameOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn rename_notebook(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let root = self.engine.root().clone();
+        let runner = self.runner.clone();
+        let out = self
+            .run(raw, &ctx, |e, a: rename::RenameArgs, d| {
+                let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+                rename::rename_notebook(e, a, &who)
+            })
+            .await?;
+        // The kernel follows the notebook (§10).
+        if out.is_error != Some(true)
+            && let Some(s) = &out.structured_content
+            && let (Some(old), Some(new)) = (s["path"].as_str(), s["new_path"].as_str())
+            && let (Ok(old), Ok(new)) = (root.resolve(old), root.resolve(new))
+        {
+            runner.kernels().rekey(&old.abs, &new.abs);
+        }
+        Ok(out)
     }
 }

@@ -137,6 +137,13 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "exists",
             "too_large",
         ],
+        "rename_notebook" => &[
+            "outside_root",
+            "not_found",
+            "invalid_notebook",
+            "exists",
+            "locked",
+        ],
         "delete_snapshot" => &["outside_root", "not_found", "invalid_notebook"],
         "restore_snapshot" => &[
             "outside_root",
