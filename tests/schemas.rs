@@ -544,6 +544,19 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
     )
     .await;
 
+    common::create(&client, "to-rename.ipynb", &["r"]).await;
+    t.ok(
+        "rename_notebook",
+        json!({"path": "to-rename.ipynb", "new_path": "renamed.ipynb"}),
+    )
+    .await;
+    t.refused(
+        "rename_notebook",
+        json!({"path": "renamed.ipynb", "new_path": n}),
+        "exists",
+    )
+    .await;
+
     // Each tool offered was called both ways.
     for tool in client.list_all_tools().await.unwrap() {
         for refused in [false, true] {

@@ -123,6 +123,10 @@ async def test_every_tool_result_matches_its_output_schema(root, mode):
         await s.ok("delete_snapshot", path=n, name="gone")
         await s.err("delete_snapshot", "not_found", path=n, name="gone")
 
+        await s.ok("create_notebook", path="to-rename.ipynb")
+        await s.ok("rename_notebook", path="to-rename.ipynb", new_path="renamed.ipynb")
+        await s.err("rename_notebook", "exists", path="renamed.ipynb", new_path=n)
+
         listed = {tool.name for tool in (await t.list_tools()).tools} - nbl.RUNS_TOOLS
         assert listed >= nbl.TOOLS
         missing = {(name, refused) for name in listed for refused in (False, True)} - s.calls
