@@ -161,6 +161,15 @@ async fn the_file_and_its_whole_life_move_to_the_new_path() {
     let (code, out) = cli(root, &["export", "--format", "jsonl"]);
     assert_eq!(code, 0);
     assert!(out.contains("\"kind\":\"notebook_renamed\""));
+    // Blame keeps the authors of lines written before the rename.
+    let (code, out) = cli(root, &["blame", "sub/new.ipynb", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let y: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["text"] == "y = 2")
+        .expect("the line y = 2");
+    assert!(y["version"].as_u64().unwrap() < before, "{y}");
     let (code, out) = cli(root, &["verify"]);
     assert_eq!(code, 0, "{out}");
 }
