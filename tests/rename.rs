@@ -170,6 +170,10 @@ async fn the_file_and_its_whole_life_move_to_the_new_path() {
         .find(|l| l["text"] == "y = 2")
         .expect("the line y = 2");
     assert!(y["version"].as_u64().unwrap() < before, "{y}");
+    let (code, out) = cli(root, &["history", "sub/new.ipynb", &ids[0], "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().count() >= 3, "{out}");
+    assert!(out.contains("x = 10"), "{out}");
     let (code, out) = cli(root, &["verify"]);
     assert_eq!(code, 0, "{out}");
 }
