@@ -649,6 +649,10 @@ pub struct Front {
     toolsets: Toolsets,
     /// This session's resource subscriptions (§10).
     subs: resources::Subscriptions,
+    /// When each `subscriptions/listen` of this session was acknowledged
+    /// (ms): the SDK acknowledges before [`ServerHandler::listen`] runs,
+    /// so changes in between are caught up by their time.
+    listen_marks: Arc<parking_lot::Mutex<Vec<i64>>>,
 }
 
 impl Front {
@@ -659,6 +663,17 @@ impl Front {
             tools: Arc::new(NotebookServer::catalog()),
             toolsets: Toolsets::all(),
             subs: resources::Subscriptions::default(),
+            listen_marks: Arc::default(),
+        }
+    }
+
+    /// A face for one more session (HTTP makes one per session): the same
+    /// process and sets, subscriptions of its own.
+    pub fn for_session(&self) -> Front {
+        Front {
+            subs: resources::Subscriptions::default(),
+            listen_marks: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -1013,6 +1028,7 @@ impl ServerHandler for Front {
         &self,
         requested: &rmcp::model::SubscriptionFilter,
     ) -> Option<rmcp::model::SubscriptionFilter> {
+        self.listen_marks.lock().push(crate::time::now_ms());
         let mut accepted = rmcp::model::SubscriptionFilter::new();
         accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
             uris.iter()
@@ -1027,13 +1043,17 @@ impl ServerHandler for Front {
         &self,
         subscription: rmcp::service::SubscriptionContext,
     ) -> Result<(), ErrorData> {
-        let wanted = resources::paths(
-            subscription
-                .accepted()
-                .resource_subscriptions
-                .iter()
-                .flatten(),
-        );
+        let mark = {
+            let mut marks = self.listen_marks.lock();
+            (!marks.is_empty()).then(|| marks.remove(0))
+        };
+        let wanted: std::collections::HashSet<String> = subscription
+            .accepted()
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter_map(|u| self.resource_path(u).ok())
+            .collect();
         if wanted.is_empty() {
             subscription.cancelled().await;
             return Ok(());
@@ -1047,6 +1067,18 @@ impl ServerHandler for Front {
         };
         let stop = context.ct.clone();
         let notify = resources::Notifier::Sink(subscription.sink().clone());
+        // Changes committed since the acknowledgment, found by their time
+        // among the newest ones.
+        if let Some(mark) = mark {
+            let from = since.saturating_sub(resources::CATCH_UP);
+            if let Some(out) = self.feed(&context, from, 0).await {
+                for path in resources::changed_since(&out, mark) {
+                    if wanted.contains(&path) && !notify.updated(resources::uri(&path)).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         self.follow(
             context,
             since,

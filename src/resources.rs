@@ -81,13 +81,6 @@ pub fn read(root: &Root, uri_text: &str) -> Result<ReadResourceResult, ErrorData
     ]))
 }
 
-/// The paths of a URI list that name notebooks.
-pub fn paths<'a>(uris: impl IntoIterator<Item = &'a String>) -> HashSet<String> {
-    uris.into_iter()
-        .filter_map(|u| path_of(u).ok().map(str::to_owned))
-        .collect()
-}
-
 /// One session's `resources/subscribe` set, and the follower that serves it.
 #[derive(Default, Clone)]
 pub struct Subscriptions {
@@ -148,6 +141,25 @@ pub fn changed_paths(feed: &Value) -> BTreeSet<String> {
         .as_array()
         .into_iter()
         .flatten()
+        .flat_map(|c| c["paths"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How many of the newest changes a `subscriptions/listen` looks back
+/// through for ones committed after its acknowledgment.
+pub const CATCH_UP: u64 = 1000;
+
+/// The notebooks changed at or after `since_ms` in one answer of the feed.
+pub fn changed_since(feed: &Value, since_ms: i64) -> BTreeSet<String> {
+    // Feed times are RFC 3339 with milliseconds, so they sort as text.
+    let mark = crate::time::rfc3339(since_ms);
+    feed["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["timestamp"].as_str().is_some_and(|t| t >= mark.as_str()))
         .flat_map(|c| c["paths"].as_array().into_iter().flatten())
         .filter_map(Value::as_str)
         .map(str::to_owned)

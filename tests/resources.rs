@@ -55,6 +55,14 @@ fn server(root: &Path) -> TokioChildProcess {
 }
 
 async fn listener(root: &Path) -> (ListenerClient, mpsc::UnboundedReceiver<String>) {
+    listener_on(server(root)).await
+}
+
+async fn listener_on<T, E, A>(transport: T) -> (ListenerClient, mpsc::UnboundedReceiver<String>)
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let handler = Listener {
         config: ClientConfig::new(
@@ -63,10 +71,7 @@ async fn listener(root: &Path) -> (ListenerClient, mpsc::UnboundedReceiver<Strin
         ),
         updates: tx,
     };
-    (
-        handler.serve(server(root)).await.expect("MCP handshake"),
-        rx,
-    )
+    (handler.serve(transport).await.expect("MCP handshake"), rx)
 }
 
 /// The next update within a few seconds.
@@ -225,6 +230,46 @@ async fn an_attached_process_notifies_its_own_subscribers() {
     );
     writer.cancel().await.unwrap();
     watcher.cancel().await.unwrap();
+}
+
+#[allow(deprecated)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_http_session_has_its_own_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (mut server, url) = common::http_server(root, Some(common::TOKEN));
+    let http = || {
+        rmcp::transport::StreamableHttpClientTransport::from_config(
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url.clone(),
+            )
+            .auth_header(common::TOKEN),
+        )
+    };
+    let (a, mut a_updates) = listener_on(http()).await;
+    let (b, mut b_updates) = listener_on(http()).await;
+    let writer = connect(root, "writer").await;
+    let ids = create(&writer, "n.ipynb", &["x = 1"]).await;
+    a.subscribe(SubscribeRequestParams::new("nbledger:///n.ipynb"))
+        .await
+        .unwrap();
+    call(
+        &writer,
+        "update_cell",
+        json!({"path": "n.ipynb", "cell_id": ids[0], "source": "x = 2"}),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        next(&mut a_updates).await.as_deref(),
+        Some("nbledger:///n.ipynb")
+    );
+    assert!(drain(&mut b_updates).await.is_empty());
+    writer.cancel().await.unwrap();
+    a.cancel().await.unwrap();
+    b.cancel().await.unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
