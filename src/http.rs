@@ -163,7 +163,7 @@ pub async fn serve(
         .with_max_request_body_bytes(MESSAGE_LIMIT)
         .with_cancellation_token(shutdown.child_token());
     let service = StreamableHttpService::new(
-        move || Ok(front.clone()),
+        move || Ok(front.for_session()),
         LocalSessionManager::default().into(),
         config,
     );

@@ -50,8 +50,11 @@ use tokio_util::task::TaskTracker;
 use crate::engine::Engine;
 use crate::error::{Code, ToolError};
 use crate::lines::{self, LINK_LIMIT};
+use crate::resources;
 use crate::runs::Runner;
 use crate::store::{Store, StoreError};
+
+mod face;
 use crate::tools::sets::{Toolset, Toolsets};
 use crate::tools::{NotebookServer, common};
 
@@ -646,6 +649,12 @@ pub struct Front {
     tools: Arc<Vec<(Toolset, Tool)>>,
     /// What this process lists and runs for its own clients.
     toolsets: Toolsets,
+    /// This session's resource subscriptions (§10).
+    subs: resources::Subscriptions,
+    /// When each `subscriptions/listen` of this session was acknowledged
+    /// (ms): the SDK acknowledges before [`ServerHandler::listen`] runs,
+    /// so changes in between are caught up by their time.
+    listen_marks: Arc<parking_lot::Mutex<Vec<i64>>>,
 }
 
 impl Front {
@@ -655,6 +664,18 @@ impl Front {
             forwarded,
             tools: Arc::new(NotebookServer::catalog()),
             toolsets: Toolsets::all(),
+            subs: resources::Subscriptions::default(),
+            listen_marks: Arc::default(),
+        }
+    }
+
+    /// A face for one more session (HTTP makes one per session): the same
+    /// process and sets, subscriptions of its own.
+    pub fn for_session(&self) -> Front {
+        Front {
+            subs: resources::Subscriptions::default(),
+            listen_marks: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -685,7 +706,7 @@ impl Front {
     async fn call(
         &self,
         request: CallToolRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // Refused here, by this process's own sets, before anything is
         // forwarded: the owner serves every set to attached processes.
@@ -698,6 +719,16 @@ impl Front {
                 &self.toolsets.refusal(&request.name, *set),
             )));
         }
+        self.dispatch(request, context).await
+    }
+
+    /// Runs a call here when owner, forwards it otherwise, whatever this
+    /// process's toolsets (resources use the tools underneath).
+    async fn dispatch(
+        &self,
+        request: CallToolRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         if self.forwarded {
             // The attached process's caller, not the attached process.
             let declared = context
@@ -836,10 +867,56 @@ fn is_handover(r: &CallToolResult) -> bool {
             .and_then(Value::as_bool)
             == Some(true)
 }
-
+#[allow(deprecated)] // resources/subscribe: the 2025-11-25 era still uses it (§10).
 impl ServerHandler for Front {
     fn get_info(&self) -> ServerConfig {
         NotebookServer::info()
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        self.resources_list(request, context).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        self.resource_read(request, context).await
+    }
+
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.resource_subscribe(request, context).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.resource_unsubscribe(request, context).await
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        self.subscription_filter(requested)
+    }
+
+    async fn listen(
+        &self,
+        subscription: rmcp::service::SubscriptionContext,
+    ) -> Result<(), ErrorData> {
+        self.resource_listen(subscription).await
     }
 
     async fn call_tool(

@@ -18,6 +18,7 @@ pub mod pause;
 pub mod progress;
 pub mod projections;
 pub mod replay;
+pub mod resources;
 pub mod runs;
 pub mod store;
 pub mod time;

@@ -6,7 +6,7 @@
 //! (`blame` folds every event of a notebook itself: line authorship is not
 //! in checkpoints.)
 
-use crate::events::Hash;
+use crate::events::{Change, Event, Hash};
 use crate::projections::checkpoint::{Checkpoint, Decoded};
 use crate::projections::{NotebookState, Workspace};
 use crate::store::{Store, StoreError};
@@ -51,9 +51,68 @@ pub fn notebook_at(store: &Store, path: &str, v: u64) -> Result<Option<NotebookS
     for rec in store.records_at(todo) {
         let (version, rec) = rec?;
         let rec = rec.ok_or(StoreError::Missing(version))?;
+        // A rename into `path` brings the notebook's earlier life, read
+        // the same way under its former path.
+        if let Some(old) = renamed_from(&rec.event, path)
+            && !ws.notebooks.contains_key(old)
+            && let Some(before) = notebook_at(store, old, version - 1)?
+        {
+            ws.notebooks.insert(old.to_owned(), before);
+        }
         ws.apply_to_notebooks(&rec.event);
     }
     Ok(ws.notebooks.remove(path))
+}
+
+/// The path `event` renamed to `path`, if it did.
+fn renamed_from<'a>(event: &'a Event, path: &str) -> Option<&'a str> {
+    event.changes.iter().find_map(|c| match c {
+        Change::NotebookRenamed { path: old, to } if to == path => Some(old.as_str()),
+        _ => None,
+    })
+}
+
+/// The earlier paths of notebook `path`, oldest first, each with the
+/// version of the rename that left it. A renamed notebook's first event
+/// under a path is the rename into it (a rename never lands on a path the
+/// log knows), so each step costs one index lookup and one record.
+pub fn lineage(store: &Store, path: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut out = Vec::new();
+    let mut at = path.to_owned();
+    while let Some(&first) = store.notebook_versions(&at, 0, 1)?.first() {
+        let Some(rec) = store.get(first)? else { break };
+        let Some(old) = renamed_from(&rec.event, &at) else {
+            break;
+        };
+        at = old.to_owned();
+        out.push((at.clone(), first));
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Versions of the events of notebook `path` over its whole life (its
+/// earlier paths' events up to each rename, then its own), after `after`,
+/// oldest first, at most `limit`.
+pub fn life_versions(
+    store: &Store,
+    path: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    for (old, until) in lineage(store, path)? {
+        if out.len() >= limit || until <= after {
+            continue;
+        }
+        let vs = store.notebook_versions(&old, after, limit - out.len())?;
+        // The rename itself is listed under the new path.
+        out.extend(vs.into_iter().take_while(|&v| v < until));
+    }
+    if out.len() < limit {
+        out.extend(store.notebook_versions(path, after, limit - out.len())?);
+    }
+    Ok(out)
 }
 
 /// What the audit command line learns of the stored projection checkpoint.

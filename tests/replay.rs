@@ -7,7 +7,7 @@ use nbledger::engine::{Actor, Engine};
 use nbledger::ipynb;
 use nbledger::projections::Workspace;
 use nbledger::tools::edit::{self, CellSpec};
-use nbledger::tools::{locks, metadata, revert, snapshots, transfer};
+use nbledger::tools::{locks, metadata, replace, revert, snapshots, transfer};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -83,6 +83,15 @@ enum Op {
         cell: usize,
         back: u64,
     },
+    /// A regex replace over every cell, forced or not (§10).
+    Replace {
+        pattern: u8,
+        with: String,
+        force: bool,
+    },
+    DeleteSnapshot {
+        name: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -106,6 +115,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Restart),
         1 => (any::<usize>(), 0u8..3, any::<bool>()).prop_map(|(cell, tag, remove)| Op::Tag { cell, tag, remove }),
         1 => (any::<usize>(), 1u64..6).prop_map(|(cell, back)| Op::Revert { cell, back }),
+        1 => (0u8..3, "[a-z#]{0,3}", any::<bool>()).prop_map(|(pattern, with, force)| Op::Replace { pattern, with, force }),
+        1 => (0u8..3).prop_map(|name| Op::DeleteSnapshot { name }),
     ]
 }
 
@@ -436,6 +447,39 @@ fn apply(engine: &Engine, root: &Path, op: &Op, step: usize) {
                 &actor,
             ),
         },
+        Op::Replace {
+            pattern,
+            with,
+            force,
+        } => replace::replace_in_notebook(
+            engine,
+            replace::ReplaceArgs {
+                path: "n.ipynb".into(),
+                pattern: ["a", "^#", r"(\w) =$"][pattern as usize].into(),
+                replacement: format!("{with}$1"),
+                case_sensitive: None,
+                cell_ids: None,
+                cell_id: None,
+                cell_type: None,
+                max_replacements: Some(3),
+                dry_run: None,
+                expected_version: None,
+                force: Some(force),
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
+        Op::DeleteSnapshot { name } => snapshots::delete_snapshot(
+            engine,
+            snapshots::DeleteSnapshotArgs {
+                path: "n.ipynb".into(),
+                name: format!("s{name}"),
+                client_name: None,
+                request_id: None,
+            },
+            &actor,
+        ),
     };
 }
 

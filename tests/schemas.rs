@@ -515,6 +515,59 @@ async fn every_tool_answers_within_its_output_schema_succeeding_and_refused() {
     )
     .await;
 
+    t.ok(
+        "replace_in_notebook",
+        json!({"path": n, "pattern": "(x)", "replacement": "${1}y"}),
+    )
+    .await;
+    t.ok(
+        "replace_in_notebook",
+        json!({"path": n, "pattern": "q", "replacement": "r", "dry_run": true}),
+    )
+    .await;
+    t.refused(
+        "replace_in_notebook",
+        json!({"path": n, "pattern": "(", "replacement": ""}),
+        "invalid_argument",
+    )
+    .await;
+    t.ok(
+        "diff_notebooks",
+        json!({"path": n, "other_path": "m.ipynb"}),
+    )
+    .await;
+    t.ok("diff_notebooks", json!({"path": n, "version": 1}))
+        .await;
+    t.refused(
+        "diff_notebooks",
+        json!({"path": n, "version": 1_000_000}),
+        "invalid_argument",
+    )
+    .await;
+    t.ok("snapshot_notebook", json!({"path": n, "name": "gone"}))
+        .await;
+    t.ok("delete_snapshot", json!({"path": n, "name": "gone"}))
+        .await;
+    t.refused(
+        "delete_snapshot",
+        json!({"path": n, "name": "gone"}),
+        "not_found",
+    )
+    .await;
+
+    common::create(&client, "to-rename.ipynb", &["r"]).await;
+    t.ok(
+        "rename_notebook",
+        json!({"path": "to-rename.ipynb", "new_path": "renamed.ipynb"}),
+    )
+    .await;
+    t.refused(
+        "rename_notebook",
+        json!({"path": "renamed.ipynb", "new_path": n}),
+        "exists",
+    )
+    .await;
+
     // Each tool offered was called both ways.
     for tool in client.list_all_tools().await.unwrap() {
         for refused in [false, true] {

@@ -104,6 +104,14 @@ fn attribute(
     let mut live: HashMap<String, Vec<usize>> = HashMap::new();
     // Per deleted cell: its last source and its lines' authors.
     let mut gone: HashMap<String, (String, Vec<usize>)> = HashMap::new();
+    // A renamed notebook's lines keep the authors of its earlier life.
+    if let Some((old, renamed_at)) = crate::replay::lineage(audit.store(), path)?.pop()
+        && renamed_at <= until
+    {
+        let before = attribute(audit, &old, renamed_at - 1, authors)?;
+        ws = before.ws;
+        live = before.live;
+    }
     for rec in audit.records_at(versions) {
         let event = rec?.event;
         let me = authors.len();
@@ -180,7 +188,9 @@ fn attribute(
                 | Change::RunStarted { .. }
                 | Change::RunOutputs { .. }
                 | Change::RunFinished { .. }
-                | Change::KernelAction { .. } => {}
+                | Change::KernelAction { .. }
+                | Change::SnapshotDeleted { .. }
+                | Change::NotebookRenamed { .. } => {}
             }
         }
         ws.apply_to_notebooks(&event);

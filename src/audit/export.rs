@@ -40,6 +40,10 @@
 //!   - `lock_released`: `{kind, path, cell_id, owner, forced}`
 //!   - `snapshot_taken`: `{kind, path, name, snapshot_hash, description,
 //!     header: Header, cells: [Cell]}`
+//!   - `snapshot_deleted`: `{kind, path, name}` (the snapshot's content
+//!     stays in the event that took it)
+//!   - `notebook_renamed`: `{kind, path, to}` (the notebook at `path`
+//!     lives at `to` from then on, with its whole state)
 //!   - `rejected`: `{kind, path, cell_id, holder, lock_acquired_at,
 //!     lock_expires_at}` (a write refused by that lock; changes nothing)
 //! - `Header`: `{nbformat, nbformat_minor, metadata: object, extra: object}`
@@ -63,10 +67,15 @@
 //! | `update_cell`, `batch_update_cells` | `source_set`+ |
 //! | `delete_cell` | `cell_deleted`+ (back to front) |
 //! | `change_cell_type` | `cell_replaced` |
+//! | `update_cell_metadata`, `revert_cell` | `cell_replaced` |
+//! | `update_notebook_metadata` | `header_set` |
+//! | `replace_in_notebook` | `source_set`+ (exactly the cells it changed, in notebook order) |
 //! | `delete_cell` of a locked cell | `lock_released` before its `cell_deleted` |
 //! | `recover_cell` | `cell_inserted` (the deleted cell, same id) |
 //! | `lock_cells` / `unlock_cells` | `lock_acquired`+ / `lock_released`+ |
 //! | `snapshot_notebook` | `snapshot_taken` |
+//! | `delete_snapshot` | `snapshot_deleted` |
+//! | `rename_notebook` | `header_set`? (ids need 4.5), `notebook_renamed`; `paths` are `[old, new]` |
 //! | `restore_snapshot` | `snapshot_taken` (`pre-restore-<version>`), then as `external_change` |
 //! | `copy_cells` | `cell_copied`+ |
 //! | `move_cells` | `cell_moved`+ within a notebook; across: `lock_released`*, `cell_moved_out`+, `cell_moved_in`+, `lock_acquired`* |
@@ -279,6 +288,16 @@ fn change_json(c: &Change) -> Value {
             "outputs": serde_json::from_str::<Value>(outputs).unwrap_or(Value::Null),
             "truncated": truncated,
             "reason": reason,
+        }),
+        Change::SnapshotDeleted { path, name } => json!({
+            "kind": "snapshot_deleted",
+            "path": path,
+            "name": name,
+        }),
+        Change::NotebookRenamed { path, to } => json!({
+            "kind": "notebook_renamed",
+            "path": path,
+            "to": to,
         }),
         Change::KernelAction {
             path,

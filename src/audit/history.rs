@@ -45,8 +45,11 @@ impl History {
 /// as a unique prefix of at least 4 characters (§8.3), deleted ids included.
 pub fn resolve_cell(audit: &Audit, path: &str, cell: &str) -> Result<String, AuditError> {
     let store = audit.store();
-    if !store.cell_versions_rev(path, cell, u64::MAX, 1)?.is_empty() {
-        return Ok(cell.to_owned());
+    let life = life(audit, path)?;
+    for (p, _) in &life {
+        if !store.cell_versions_rev(p, cell, u64::MAX, 1)?.is_empty() {
+            return Ok(cell.to_owned());
+        }
     }
     let not_found = || {
         AuditError::NotFound(format!(
@@ -62,7 +65,12 @@ pub fn resolve_cell(audit: &Audit, path: &str, cell: &str) -> Result<String, Aud
             quote(cell)
         )));
     }
-    let ids = store.cell_ids_with_prefix(path, cell, 11)?;
+    let mut ids = Vec::new();
+    for (p, _) in &life {
+        ids.extend(store.cell_ids_with_prefix(p, cell, 11)?);
+    }
+    ids.sort();
+    ids.dedup();
     match ids.len() {
         0 => Err(not_found()),
         1 => Ok(ids.into_iter().next().unwrap_or_default()),
@@ -76,23 +84,34 @@ pub fn resolve_cell(audit: &Audit, path: &str, cell: &str) -> Result<String, Aud
     }
 }
 
+/// The paths notebook `path` had, oldest first, each with the version
+/// before which its events are its own (the rename that left it).
+fn life(audit: &Audit, path: &str) -> Result<Vec<(String, u64)>, AuditError> {
+    let mut out = crate::replay::lineage(audit.store(), path)?;
+    out.push((path.to_owned(), u64::MAX));
+    Ok(out)
+}
+
 /// The history of cell `cell_id` (already resolved) of notebook `path`.
 pub fn history(audit: &Audit, path: &str, cell_id: &str) -> Result<History, AuditError> {
-    let mut versions = audit
-        .store()
-        .cell_versions_rev(path, cell_id, u64::MAX, usize::MAX)?;
-    versions.reverse();
-    let mut entries = Vec::with_capacity(versions.len());
+    let mut entries = Vec::new();
     let mut deleted = false;
-    for rec in audit.records_at(versions) {
-        let rec = rec?;
-        let e = entry(&rec.event, path, cell_id, deleted);
-        match e.action {
-            Action::Deleted => deleted = true,
-            Action::Created | Action::Recovered => deleted = false,
-            _ => {}
+    // A renamed notebook's earlier life first, under its former paths.
+    for (p, until) in life(audit, path)? {
+        let mut versions = audit
+            .store()
+            .cell_versions_rev(&p, cell_id, until, usize::MAX)?;
+        versions.reverse();
+        for rec in audit.records_at(versions) {
+            let rec = rec?;
+            let e = entry(&rec.event, &p, cell_id, deleted);
+            match e.action {
+                Action::Deleted => deleted = true,
+                Action::Created | Action::Recovered => deleted = false,
+                _ => {}
+            }
+            entries.push(e);
         }
-        entries.push(e);
     }
     Ok(History {
         path: path.to_owned(),

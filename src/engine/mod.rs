@@ -106,6 +106,9 @@ struct Inner {
     /// Notebooks whose file the staged events must write: path → (file,
     /// index in `staged` of the last event that writes it).
     unwritten: BTreeMap<String, (PathBuf, usize)>,
+    /// Files of notebooks renamed away in this batch, removed once the
+    /// batch is durable and its new files are in place.
+    removals: Vec<NotebookPath>,
     /// For each notebook in `unwritten`, its content before the batch: what
     /// its file held when the batch checked it. A save that lands after
     /// that check is merged against it (§8.8).
@@ -221,10 +224,21 @@ impl Engine {
     /// Notebook `path` as it was right after version `version`, read from
     /// the log alone (no import, no file access; §10 `at_version`).
     pub fn notebook_at(&self, path: &str, version: u64) -> Result<NotebookState, ToolError> {
+        self.notebook_at_arg(path, version, "at_version")
+    }
+
+    /// [`Engine::notebook_at`], a version beyond the head refused naming
+    /// the argument `arg` that gave it.
+    pub fn notebook_at_arg(
+        &self,
+        path: &str,
+        version: u64,
+        arg: &str,
+    ) -> Result<NotebookState, ToolError> {
         let head = self.with_workspace(|ws| ws.head);
         if version > head {
             return Err(ToolError::invalid(
-                "at_version",
+                arg,
                 format!("a version up to the log's head, {head}"),
                 format!("version {version} is beyond the log's head ({head})"),
             )
@@ -448,6 +462,88 @@ impl Engine {
         };
         let nps = if d.rel == s.rel { vec![s] } else { vec![s, d] };
         self.finish(inner, &nps, actor, plan, now)
+    }
+}
+
+impl Engine {
+    /// Renames notebook `from` to `to` (§10): `from` is synced, `to` must
+    /// be free on disk and in the log (so every path keeps one history);
+    /// the planner sees `from`'s state, both paths and the event's time. The
+    /// event names both paths; the new file is written from the state like
+    /// any write and the old one removed once the batch is durable.
+    pub fn rename<P>(&self, from: &str, to: &str, actor: &Actor, plan: P) -> Answer
+    where
+        P: FnOnce(&NotebookState, &NotebookPath, &NotebookPath, i64) -> Result<Plan, ToolError>
+            + Send
+            + 'static,
+    {
+        let s = self.root.resolve(from)?;
+        let d = self.root.resolve(to)?;
+        let actor = actor.clone();
+        self.submit(Box::new(move |engine, inner| {
+            engine.run_rename(inner, s, d, &actor, plan)
+        }))
+    }
+
+    fn run_rename(
+        &self,
+        inner: &mut Inner,
+        s: NotebookPath,
+        d: NotebookPath,
+        actor: &Actor,
+        plan: impl FnOnce(&NotebookState, &NotebookPath, &NotebookPath, i64) -> Result<Plan, ToolError>,
+    ) -> Answer {
+        if let Some(rid) = &actor.request_id
+            && let Some(prev) = self.replayed(inner, &actor.client_name, rid)?
+        {
+            return Ok(prev);
+        }
+        self.sync(inner, &s)?;
+        if d.rel == s.rel {
+            return Err(ToolError::invalid(
+                "new_path",
+                "a path other than path",
+                format!("new_path is the notebook's own path {}", quote(&s.rel)),
+            ));
+        }
+        let known = inner.ws.notebook(&d.rel).is_some()
+            || !self
+                .store
+                .notebook_versions(&d.rel, 0, 1)
+                .map_err(store_error)?
+                .is_empty();
+        if d.abs.exists() || inner.unwritten.contains_key(&d.rel) || known {
+            let why = if known && !d.abs.exists() {
+                "has a history in the log (its file was removed); pick a path the log has never seen"
+            } else {
+                "already exists; pick another path or remove that file first"
+            };
+            return Err(ToolError::new(Code::Exists, format!("{} {why}", quote(&d.rel)))
+                .with("path", d.rel.clone()));
+        }
+        let now = now_ms().max(inner.ws.head_timestamp_ms);
+        let planned = {
+            let nb = inner
+                .ws
+                .notebook(&s.rel)
+                .ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
+            plan(nb, &s, &d, now)
+        };
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) if e.code == "locked" => {
+                return Err(self.reject(inner, &s, actor, "rename_notebook", now, e));
+            }
+            Err(e) => return Err(e),
+        };
+        let answer = self.finish(inner, &[s.clone(), d.clone()], actor, plan, now)?;
+        // The cells' rendered texts serve the new file; the old one goes
+        // once the batch is durable.
+        if let Some(cache) = inner.renders.remove(&s.rel) {
+            inner.renders.insert(d.rel.clone(), cache);
+        }
+        inner.removals.push(s);
+        Ok(answer)
     }
 }
 

@@ -225,10 +225,11 @@ impl Engine {
         let missing = || ToolError::internal("event did not create its notebook");
         let last = nps.last().ok_or_else(missing)?;
         let creates = |rel: &str| {
-            event
-                .changes
-                .iter()
-                .any(|c| matches!(c, Change::NotebookCreated { path, .. } if path.as_str() == rel))
+            event.changes.iter().any(|c| match c {
+                Change::NotebookCreated { path, .. } => path.as_str() == rel,
+                Change::NotebookRenamed { to, .. } => to.as_str() == rel,
+                _ => false,
+            })
         };
         if nps
             .iter()
@@ -261,6 +262,9 @@ impl Engine {
                     .unwritten
                     .insert(np.rel.clone(), (np.abs.clone(), index));
             }
+            // A notebook renamed away has no file of its own to write.
+            let ws = &inner.ws;
+            inner.unwritten.retain(|rel, _| ws.notebook(rel).is_some());
         }
         let answer = result(version, inner.ws.notebook(&last.rel).ok_or_else(missing)?);
         inner.staged[index].result = Value::Object(answer.clone()).to_string();

@@ -376,6 +376,13 @@ impl Engine {
             self.mark_written(inner, &t.np, t.after, written);
             inner.renders.insert(t.np.rel, t.cache);
         }
+        // Notebooks renamed away: their new files are in place.
+        for np in std::mem::take(&mut inner.removals) {
+            if let Err(e) = fs::remove_file(&np.abs) {
+                tracing::warn!(path = %np.rel, error = %e, "could not remove a renamed notebook's old file");
+            }
+            inner.disk.remove(&np.rel);
+        }
         // Only now, after the flush, may a long-poll see them (§8.9).
         self.head_tx.send_replace(inner.ws.head);
         if inner.ws.head - inner.checkpointed >= CHECKPOINT_EVERY
@@ -395,6 +402,7 @@ impl Engine {
         }
         inner.staged.clear();
         inner.bases.clear();
+        inner.removals.clear();
         inner.renders.clear();
         inner.disk.clear();
         let (ws, _, replayed) = replay::workspace(&self.store);

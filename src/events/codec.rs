@@ -203,6 +203,14 @@ enum ChangeV1 {
         action: String,
         run_ids: Vec<String>,
     },
+    SnapshotDeleted {
+        path: String,
+        name: String,
+    },
+    NotebookRenamed {
+        path: String,
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -605,6 +613,14 @@ fn change_v1(c: &Change, text: &mut dyn FnMut(&str) -> Text) -> ChangeV1 {
             action: action.clone(),
             run_ids: run_ids.clone(),
         },
+        Change::SnapshotDeleted { path, name } => ChangeV1::SnapshotDeleted {
+            path: path.clone(),
+            name: name.clone(),
+        },
+        Change::NotebookRenamed { path, to } => ChangeV1::NotebookRenamed {
+            path: path.clone(),
+            to: to.clone(),
+        },
     }
 }
 
@@ -852,6 +868,8 @@ fn change_from_v1(c: ChangeV1, text: &TextFn) -> Result<Change, DecodeError> {
             action,
             run_ids,
         },
+        ChangeV1::SnapshotDeleted { path, name } => Change::SnapshotDeleted { path, name },
+        ChangeV1::NotebookRenamed { path, to } => Change::NotebookRenamed { path, to },
     })
 }
 
@@ -1151,6 +1169,54 @@ mod tests {
         .collect();
         let (event, _) = decode(&stored, &|h| blobs.get(h).cloned()).expect("decodes");
         assert_eq!(event, runs_sample());
+    }
+
+    /// The variants of §10 (appended to schema 1 after the run ones): one
+    /// record of each, pinned like `sample`.
+    fn notebooks_sample() -> Event {
+        Event {
+            version: 12,
+            timestamp_ms: 1_795_000_002_000,
+            client_name: "agent-a".into(),
+            operation: "delete_snapshot".into(),
+            paths: vec!["nb.ipynb".into()],
+            cell_ids: vec![],
+            overrode_locks: vec![],
+            request_id: Some("r-7".into()),
+            result: r#"{"name":"before"}"#.into(),
+            summary: "snapshot before deleted".into(),
+            changes: vec![
+                Change::SnapshotDeleted {
+                    path: "nb.ipynb".into(),
+                    name: "before".into(),
+                },
+                Change::NotebookRenamed {
+                    path: "nb.ipynb".into(),
+                    to: "dir/renamed.ipynb".into(),
+                },
+            ],
+            files: vec![],
+        }
+    }
+
+    /// Pins the bytes of the §10 variants; the checked-in record must keep
+    /// decoding to the same event.
+    #[test]
+    fn notebook_change_bytes_are_pinned() {
+        let (bytes, back) = roundtrip(&notebooks_sample());
+        assert_eq!(back, notebooks_sample());
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/event_notebooks.hex"
+        );
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        if std::env::var_os("NBLEDGER_BLESS_NOTEBOOKS").is_some() {
+            std::fs::write(path, hex.clone() + "\n").expect("write golden record");
+        }
+        let stored = include_str!("../../tests/data/event_notebooks.hex").trim();
+        assert_eq!(hex, stored, "the record bytes of the §10 variants changed");
+        let (event, _) = decode(&decode_hex(stored), &|_| None).expect("decodes");
+        assert_eq!(event, notebooks_sample());
     }
 
     fn decode_hex(s: &str) -> Vec<u8> {

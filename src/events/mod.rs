@@ -291,6 +291,12 @@ pub enum Change {
         action: String,
         run_ids: Vec<String>,
     },
+    /// A named snapshot is removed (`delete_snapshot`); its content stays
+    /// in the log at the version that took it.
+    SnapshotDeleted { path: String, name: String },
+    /// The notebook at `path` now lives at `to` (`rename_notebook`): its
+    /// whole state (cells, deleted cells, locks, snapshots) moves with it.
+    NotebookRenamed { path: String, to: String },
 }
 
 impl Change {
@@ -313,7 +319,9 @@ impl Change {
             | Change::RunStarted { path, .. }
             | Change::RunOutputs { path, .. }
             | Change::RunFinished { path, .. }
-            | Change::KernelAction { path, .. } => path,
+            | Change::KernelAction { path, .. }
+            | Change::SnapshotDeleted { path, .. }
+            | Change::NotebookRenamed { path, .. } => path,
         }
     }
 
@@ -323,6 +331,8 @@ impl Change {
             Change::NotebookCreated { .. }
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. }
+            | Change::SnapshotDeleted { .. }
+            | Change::NotebookRenamed { .. }
             | Change::KernelAction { .. } => None,
             Change::RunStarted { cell_id, .. }
             | Change::RunOutputs { cell_id, .. }

@@ -266,6 +266,15 @@ impl KernelManager {
         }
     }
 
+    /// The kernel of the notebook at `from` (if any) now belongs to the
+    /// notebook at `to`: a renamed notebook keeps its kernel and variables.
+    pub fn rekey(&self, from: &Path, to: &Path) {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.remove(from) {
+            slots.insert(to.to_owned(), slot);
+        }
+    }
+
     /// Every kernel not shut down, by notebook path.
     pub fn list(&self) -> Vec<KernelEntry> {
         let slots: Vec<(PathBuf, Slot)> = self

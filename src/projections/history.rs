@@ -281,7 +281,9 @@ pub fn entry(event: &Event, path: &str, id: &str, was_deleted: bool) -> Entry {
             | Change::HeaderSet { .. }
             | Change::SnapshotTaken { .. }
             | Change::Rejected { .. }
-            | Change::KernelAction { .. } => {}
+            | Change::KernelAction { .. }
+            | Change::SnapshotDeleted { .. }
+            | Change::NotebookRenamed { .. } => {}
         }
     }
     e.action = if inserted && was_deleted {

@@ -283,6 +283,11 @@ impl NotebookState {
             Change::LockReleased { cell_id, .. } => {
                 self.locks.remove(cell_id);
             }
+            Change::SnapshotDeleted { name, .. } => {
+                self.snapshots.remove(name);
+            }
+            // Moved between keys by `Workspace::apply_to_notebooks`.
+            Change::NotebookRenamed { .. } => {}
             Change::CellMovedOut {
                 cell_id,
                 to_path,
@@ -365,6 +370,13 @@ impl Workspace {
     pub fn apply_to_notebooks(&mut self, event: &Event) {
         for change in &event.changes {
             let path = change.path();
+            if let Change::NotebookRenamed { to, .. } = change {
+                if let Some(mut nb) = self.notebooks.remove(path) {
+                    nb.path = to.clone();
+                    self.notebooks.insert(to.clone(), nb);
+                }
+                continue;
+            }
             if let Change::NotebookCreated { header, .. } = change {
                 self.notebooks
                     .entry(path.to_owned())
@@ -405,7 +417,8 @@ impl Workspace {
                     Change::LockAcquired { .. }
                     | Change::LockReleased { .. }
                     | Change::RunStarted { .. }
-                    | Change::KernelAction { .. } => {}
+                    | Change::KernelAction { .. }
+                    | Change::SnapshotDeleted { .. } => {}
                     _ => nb.content_version = event.version,
                 }
             }
@@ -449,6 +462,12 @@ impl Workspace {
 
     fn apply_run(&mut self, event: &Event, change: &Change) {
         match change {
+            // A notebook's runs answer to its new path (§10).
+            Change::NotebookRenamed { path, to } => {
+                for run in self.runs.values_mut().filter(|r| r.path == *path) {
+                    run.path = to.clone();
+                }
+            }
             Change::RunStarted {
                 path,
                 run_id,

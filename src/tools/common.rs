@@ -139,6 +139,21 @@ pub fn cell_type(arg: &str, s: Option<&str>) -> Result<CellType, ToolError> {
     }
 }
 
+/// A `cell_type` filter: `all` (or absent) is none.
+pub fn type_filter(s: Option<&str>) -> Result<Option<CellType>, ToolError> {
+    match s {
+        None | Some("all") => Ok(None),
+        Some(t) => CellType::parse(t).map(Some).ok_or_else(|| {
+            ToolError::invalid(
+                "cell_type",
+                "one of all, code, markdown, raw",
+                format!("cell_type {} is unknown", quote(t)),
+            )
+            .with("allowed", json!(["all", "code", "markdown", "raw"]))
+        }),
+    }
+}
+
 /// At most [`MAX_CELLS_PER_CALL`] cells per call (§8.12).
 pub fn check_count(n: usize) -> Result<(), ToolError> {
     if n > MAX_CELLS_PER_CALL {
@@ -446,4 +461,45 @@ pub fn locked(held: &[(&str, &Lock)], actor: &Actor, now: i64, remedy: &str) -> 
         .map(|(c, l)| json!({"cell_id": c, "owner": l.owner, "expires_at": rfc3339(l.expires_at)}))
         .collect();
     ToolError::new(Code::Locked, message).with("locks", locks)
+}
+
+/// Longest regex accepted, in characters (§8.12).
+pub const MAX_PATTERN_CHARS: usize = 1000;
+
+/// Compiles a tool's `pattern` (Rust `regex` syntax) under the size
+/// limits of §8.12; `lines`: `^` and `$` match at each line's ends. A bad
+/// pattern is `invalid_argument` naming the unsupported feature, if any.
+pub fn pattern(text: &str, case_sensitive: bool, lines: bool) -> Result<regex::Regex, ToolError> {
+    let n = text.chars().count();
+    if n > MAX_PATTERN_CHARS {
+        return Err(ToolError::too_large(
+            "the pattern (characters)",
+            MAX_PATTERN_CHARS as u64,
+            n as u64,
+        ));
+    }
+    regex::RegexBuilder::new(text)
+        .case_insensitive(!case_sensitive)
+        .multi_line(lines)
+        .size_limit(1 << 20)
+        .dfa_size_limit(2 << 20)
+        .build()
+        .map_err(|e| {
+            let msg = e.to_string();
+            let feature = if msg.contains("look-around") {
+                "look-around is not supported; "
+            } else if msg.contains("backreference") {
+                "back-references are not supported; "
+            } else {
+                ""
+            };
+            ToolError::invalid(
+                "pattern",
+                "a Rust regex",
+                format!(
+                    "pattern is not a valid regex: {feature}{}",
+                    msg.lines().last().unwrap_or("").trim()
+                ),
+            )
+        })
 }

@@ -146,8 +146,8 @@ pub fn changes(engine: &Engine, a: &ChangesArgs) -> Result<ChangesOut, ToolError
         let mut found: Vec<ChangeEntry> = Vec::new();
         let mut after = since;
         'scan: loop {
-            let batch = store
-                .notebook_versions(&nb.path, after, limit + 1)
+            // Over the notebook's whole life, earlier paths included.
+            let batch = crate::replay::life_versions(store, &nb.path, after, limit + 1)
                 .map_err(|e| ToolError::internal(e.to_string()))?;
             for &v in &batch {
                 let rec = store
@@ -356,6 +356,19 @@ pub fn get_cell_history(
                 Some(_) if newest_first.len() >= limit => {
                     has_more = true;
                     break;
+                }
+                // A renamed notebook's earlier life, under its former path.
+                None if !has_more && newest_first.len() < limit => {
+                    match crate::replay::lineage(store, &path)
+                        .map_err(internal)?
+                        .pop()
+                    {
+                        Some((old, renamed_at)) => {
+                            until = until.min(renamed_at);
+                            path = old;
+                        }
+                        None => break,
+                    }
                 }
                 _ => break,
             }

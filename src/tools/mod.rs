@@ -5,12 +5,16 @@
 
 pub mod args;
 pub mod common;
+pub mod diff_notebooks;
 pub mod edit;
 pub mod feed;
 pub mod locks;
 pub mod metadata;
+mod notebooks_router;
 pub mod read;
 pub mod reference;
+pub mod rename;
+pub mod replace;
 pub mod revert;
 mod run_after;
 pub mod runs;
@@ -128,9 +132,15 @@ impl NotebookServer {
 
     /// What the server says of itself at initialisation.
     pub fn info() -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("nbledger", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
+        .with_server_info(Implementation::new("nbledger", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     /// Parses `raw` as `A`, then runs `f` on a blocking thread.
@@ -384,7 +394,7 @@ impl NotebookServer {
 
     #[tool(
         name = "update_cell",
-        description = "Replace a cell's whole source (outputs kept). The later write wins unless you pass expected_version. Same source: changed=false, no event.",
+        description = "Replace a cell's whole source (outputs kept). The later write wins unless you pass expected_version. Same source: changed=false, no event. To change a few words in one or many cells, replace_in_notebook sends less.",
         input_schema = schema::input::<edit::UpdateArgs>(),
         output_schema = schema::output::<run_after::WithRuns<edit::UpdateOut>>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
@@ -721,7 +731,7 @@ impl NotebookServer {
 
     #[tool(
         name = "restore_snapshot",
-        description = "Roll the notebook back to a snapshot as one new event, first saving the current state as backup_snapshot (pre-restore-<version>); removed cells can be recovered. `locked` if it would touch a cell another agent holds, unless force.",
+        description = "Roll the whole notebook back to a snapshot as one new event, first saving the current state as backup_snapshot (pre-restore-<version>); removed cells can be recovered. `locked` if it would touch a cell another agent holds, unless force. To undo one cell only, revert_cell touches nothing else.",
         input_schema = schema::input::<snapshots::RestoreArgs>(),
         output_schema = schema::output::<snapshots::RestoreOut>(),
         annotations(destructive_hint = true, open_world_hint = false)
@@ -734,6 +744,25 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: snapshots::RestoreArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             snapshots::restore_snapshot(e, a, &who)
+        })
+        .await
+    }
+
+    #[tool(
+        name = "delete_snapshot",
+        description = "Remove a named snapshot (pre-restore-* ones too), as an event; its content stays in the log.",
+        input_schema = schema::input::<snapshots::DeleteSnapshotArgs>(),
+        output_schema = schema::output::<snapshots::DeleteSnapshotOut>(),
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn delete_snapshot(
+        &self,
+        raw: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.run(raw, &ctx, |e, a: snapshots::DeleteSnapshotArgs, d| {
+            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
+            snapshots::delete_snapshot(e, a, &who)
         })
         .await
     }
@@ -775,47 +804,6 @@ impl NotebookServer {
         self.run(raw, &ctx, |e, a: transfer::TransferArgs, d| {
             let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
             transfer::move_cells(e, a, &who)
-        })
-        .await
-    }
-}
-
-#[tool_router(router = notebooks_router)]
-impl NotebookServer {
-    #[tool(
-        name = "update_cell_metadata",
-        description = "Change one cell's metadata: merge keys (null removes one), replace it whole, or add_tags/remove_tags. For its source use update_cell. `locked` if another agent holds the cell, unless force.",
-        input_schema = schema::input::<metadata::CellMetadataArgs>(),
-        output_schema = schema::output::<metadata::CellMetadataOut>(),
-        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
-    )]
-    async fn update_cell_metadata(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: metadata::CellMetadataArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            metadata::update_cell_metadata(e, a, &who)
-        })
-        .await
-    }
-
-    #[tool(
-        name = "update_notebook_metadata",
-        description = "Change the notebook's metadata (kernelspec, language_info, your own keys): merge keys (null removes one) or replace it whole.",
-        input_schema = schema::input::<metadata::NotebookMetadataArgs>(),
-        output_schema = schema::output::<metadata::NotebookMetadataOut>(),
-        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
-    )]
-    async fn update_notebook_metadata(
-        &self,
-        raw: JsonObject,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        self.run(raw, &ctx, |e, a: metadata::NotebookMetadataArgs, d| {
-            let who = actor(a.client_name.clone(), a.request_id.clone(), d)?;
-            metadata::update_notebook_metadata(e, a, &who)
         })
         .await
     }

@@ -107,17 +107,7 @@ pub fn get_notebook_content(
     engine: &Engine,
     a: ContentArgs,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    let filter = match a.cell_type.as_deref() {
-        None | Some("all") => None,
-        Some(t) => Some(CellType::parse(t).ok_or_else(|| {
-            ToolError::invalid(
-                "cell_type",
-                "one of all, code, markdown, raw",
-                format!("cell_type {} is unknown", quote(t)),
-            )
-            .with("allowed", json!(["all", "code", "markdown", "raw"]))
-        })?),
-    };
+    let filter = super::common::type_filter(a.cell_type.as_deref())?;
     let include_outputs = a.include_outputs.unwrap_or(false);
     let max_chars = a.max_output_chars.unwrap_or(2000) as usize;
     let images = a.include_images.unwrap_or(false);
@@ -445,13 +435,6 @@ pub fn search_notebook(
     engine: &Engine,
     a: SearchArgs,
 ) -> Result<(String, Map<String, Value>), ToolError> {
-    if a.pattern.chars().count() > 1000 {
-        return Err(ToolError::too_large(
-            "the pattern (characters)",
-            1000,
-            a.pattern.chars().count() as u64,
-        ));
-    }
     let (in_source, in_outputs) = match a.search_in.as_deref() {
         None | Some("source") => (true, false),
         Some("outputs") => (false, true),
@@ -465,29 +448,7 @@ pub fn search_notebook(
             .with("allowed", json!(["source", "outputs", "all"])));
         }
     };
-    let re = regex::RegexBuilder::new(&a.pattern)
-        .case_insensitive(!a.case_sensitive.unwrap_or(false))
-        .size_limit(1 << 20)
-        .dfa_size_limit(2 << 20)
-        .build()
-        .map_err(|e| {
-            let msg = e.to_string();
-            let feature = if msg.contains("look-around") {
-                "look-around is not supported; "
-            } else if msg.contains("backreference") {
-                "back-references are not supported; "
-            } else {
-                ""
-            };
-            ToolError::invalid(
-                "pattern",
-                "a Rust regex",
-                format!(
-                    "pattern is not a valid regex: {feature}{}",
-                    msg.lines().last().unwrap_or("").trim()
-                ),
-            )
-        })?;
+    let re = super::common::pattern(&a.pattern, a.case_sensitive.unwrap_or(false), false)?;
     let max = a.max_results.unwrap_or(100).clamp(1, 1000) as usize;
     let out = engine.read(&a.path, |nb| {
         let mut matches = Vec::new();

@@ -109,13 +109,15 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
         | "list_locks"
         | "get_notebook_changes"
         | "list_snapshots"
-        | "diff_snapshot" => NOTEBOOK,
+        | "diff_snapshot"
+        | "diff_notebooks" => NOTEBOOK,
         "update_cell"
         | "batch_update_cells"
         | "delete_cell"
         | "change_cell_type"
         | "update_cell_metadata"
-        | "revert_cell" => GUARDED,
+        | "revert_cell"
+        | "replace_in_notebook" => GUARDED,
         "update_notebook_metadata" => {
             &["outside_root", "not_found", "invalid_notebook", "too_large"]
         }
@@ -135,6 +137,14 @@ fn errors(tool: &str) -> Option<&'static [&'static str]> {
             "exists",
             "too_large",
         ],
+        "rename_notebook" => &[
+            "outside_root",
+            "not_found",
+            "invalid_notebook",
+            "exists",
+            "locked",
+        ],
+        "delete_snapshot" => &["outside_root", "not_found", "invalid_notebook"],
         "restore_snapshot" => &[
             "outside_root",
             "not_found",

@@ -51,7 +51,7 @@ fn unknown(nb: &NotebookState, name: &str) -> ToolError {
     .with("available", json!(available))
 }
 
-fn live_cells(nb: &NotebookState) -> Vec<Arc<Cell>> {
+pub(super) fn live_cells(nb: &NotebookState) -> Vec<Arc<Cell>> {
     nb.cells.iter().map(|c| c.cell.clone()).collect()
 }
 
@@ -253,6 +253,16 @@ pub fn diff(
     to: &[Arc<Cell>],
     context: usize,
 ) -> (Vec<Added>, Vec<Deleted>, Vec<Modified>, Vec<Moved>, usize) {
+    diff_labelled(from, to, context, ("snapshot", "current"))
+}
+
+/// [`diff`], the unified diffs' headers naming each side `labels`.
+pub fn diff_labelled(
+    from: &[Arc<Cell>],
+    to: &[Arc<Cell>],
+    context: usize,
+    labels: (&str, &str),
+) -> (Vec<Added>, Vec<Deleted>, Vec<Modified>, Vec<Moved>, usize) {
     let to_ids: HashSet<&str> = to.iter().map(|c| c.id.as_str()).collect();
     let from_pos: HashMap<&str, usize> = from
         .iter()
@@ -332,8 +342,8 @@ pub fn diff(
                 .unified_diff()
                 .context_radius(context)
                 .header(
-                    &format!("{} (snapshot)", old.id),
-                    &format!("{} (current)", new.id),
+                    &format!("{} ({})", old.id, labels.0),
+                    &format!("{} ({})", new.id, labels.1),
                 )
                 .to_string()
         };
@@ -499,4 +509,54 @@ pub fn restore_snapshot(
         },
     )?;
     Ok((format!("restored {shown}"), res))
+}
+
+// ---------------------------------------------------------------- delete
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DeleteSnapshotArgs {
+    pub path: String,
+    pub name: String,
+    pub client_name: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteSnapshotOut {
+    pub name: String,
+    pub version: u64,
+}
+
+pub fn delete_snapshot(
+    engine: &Engine,
+    a: DeleteSnapshotArgs,
+    actor: &Actor,
+) -> Result<(String, Map<String, Value>), ToolError> {
+    check_name(&a.name, "name")?;
+    let shown = quote(&a.name);
+    let res = engine.write(
+        &a.path,
+        actor,
+        Presence::Existing,
+        "delete_snapshot",
+        move |nb, np, _now| {
+            let nb = nb.ok_or_else(|| ToolError::internal("notebook state missing after sync"))?;
+            if !nb.snapshots.contains_key(&a.name) {
+                return Err(unknown(nb, &a.name));
+            }
+            let name = a.name.clone();
+            Ok(Plan {
+                operation: "delete_snapshot",
+                overrode_locks: Vec::new(),
+                summary: format!("snapshot {} deleted", quote(&a.name)),
+                changes: vec![Change::SnapshotDeleted {
+                    path: np.rel.clone(),
+                    name: a.name.clone(),
+                }],
+                cell_ids: Vec::new(),
+                result: Box::new(move |version, _| to_map(&DeleteSnapshotOut { name, version })),
+            })
+        },
+    )?;
+    Ok((format!("snapshot {shown} deleted"), res))
 }

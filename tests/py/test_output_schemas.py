@@ -113,6 +113,20 @@ async def test_every_tool_result_matches_its_output_schema(root, mode):
         await s.ok("revert_cell", path=n, cell_id=a, to_version=latest["current_version"])
         await s.err("revert_cell", "invalid_argument", path=n, cell_id=a, to_version=10**6)
 
+        await s.ok("replace_in_notebook", path=n, pattern="(x)", replacement="${1}y")
+        dry = await s.ok("replace_in_notebook", path=n, pattern="q", replacement="r", dry_run=True)
+        assert dry["changed"] is False and "version" not in dry, dry
+        await s.err("replace_in_notebook", "invalid_argument", path=n, pattern="(", replacement="")
+        await s.ok("diff_notebooks", path=n, other_path="m.ipynb")
+        await s.err("diff_notebooks", "invalid_argument", path=n, version=10**6)
+        await s.ok("snapshot_notebook", path=n, name="gone")
+        await s.ok("delete_snapshot", path=n, name="gone")
+        await s.err("delete_snapshot", "not_found", path=n, name="gone")
+
+        await s.ok("create_notebook", path="to-rename.ipynb")
+        await s.ok("rename_notebook", path="to-rename.ipynb", new_path="renamed.ipynb")
+        await s.err("rename_notebook", "exists", path="renamed.ipynb", new_path=n)
+
         listed = {tool.name for tool in (await t.list_tools()).tools} - nbl.RUNS_TOOLS
         assert listed >= nbl.TOOLS
         missing = {(name, refused) for name in listed for refused in (False, True)} - s.calls
