@@ -390,48 +390,44 @@ pub fn transform(
 /// `get_notebook_content` gives them) and `execution_count`, markdown and
 /// raw cells with neither, `attachments` only when present.
 pub fn canonical(header: &Header, cells: &[Arc<Cell>]) -> Value {
-    let cells: Vec<Value> = cells.iter().map(|c| canonical_cell(c)).collect();
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let cells: Vec<Value> = cells
+        .iter()
+        .map(|c| {
+            let mut m = Map::new();
+            m.insert("id".into(), Value::String(c.id.clone()));
+            m.insert(
+                "cell_type".into(),
+                Value::String(c.cell_type.as_str().to_owned()),
+            );
+            m.insert("source".into(), Value::String(c.source.clone()));
+            m.insert("metadata".into(), parse(&c.metadata));
+            if c.cell_type == CellType::Code {
+                let outputs = match c.outputs.as_deref().map(parse) {
+                    Some(Value::Array(a)) => a.into_iter().map(joined_output).collect(),
+                    _ => Vec::new(),
+                };
+                m.insert("outputs".into(), Value::Array(outputs));
+                m.insert(
+                    "execution_count".into(),
+                    c.execution_count
+                        .as_deref()
+                        .map(parse)
+                        .unwrap_or(Value::Null),
+                );
+            }
+            if let Some(a) = c.attachments.as_deref() {
+                m.insert("attachments".into(), parse(a));
+            }
+            Value::Object(m)
+        })
+        .collect();
     let mut nb = Map::new();
     nb.insert("nbformat".into(), Value::from(header.nbformat));
     nb.insert("nbformat_minor".into(), Value::from(header.nbformat_minor));
-    nb.insert("metadata".into(), parse_or_null(&header.metadata));
+    nb.insert("metadata".into(), parse(&header.metadata));
     nb.insert("cells".into(), Value::Array(cells));
     Value::Object(nb)
-}
-
-fn parse_or_null(s: &str) -> Value {
-    serde_json::from_str::<Value>(s).unwrap_or(Value::Null)
-}
-
-/// One cell of [`canonical`].
-fn canonical_cell(c: &Cell) -> Value {
-    let parse = parse_or_null;
-    let mut m = Map::new();
-    m.insert("id".into(), Value::String(c.id.clone()));
-    m.insert(
-        "cell_type".into(),
-        Value::String(c.cell_type.as_str().to_owned()),
-    );
-    m.insert("source".into(), Value::String(c.source.clone()));
-    m.insert("metadata".into(), parse(&c.metadata));
-    if c.cell_type == CellType::Code {
-        let outputs = match c.outputs.as_deref().map(parse) {
-            Some(Value::Array(a)) => a.into_iter().map(joined_output).collect(),
-            _ => Vec::new(),
-        };
-        m.insert("outputs".into(), Value::Array(outputs));
-        m.insert(
-            "execution_count".into(),
-            c.execution_count
-                .as_deref()
-                .map(parse)
-                .unwrap_or(Value::Null),
-        );
-    }
-    if let Some(a) = c.attachments.as_deref() {
-        m.insert("attachments".into(), parse(a));
-    }
-    Value::Object(m)
 }
 
 /// An output with its multi-line strings (`text`, MIME data) joined.
@@ -454,68 +450,8 @@ fn joined_output(mut o: Value) -> Value {
 
 /// `snapshot_hash`: blake3 of the RFC 8785 (JCS) form of [`canonical`].
 pub fn snapshot_hash(header: &Header, cells: &[Arc<Cell>]) -> Hash {
-    // The JCS text of `canonical`, streamed: its keys sort as `cells`,
-    // `metadata`, `nbformat`, `nbformat_minor`, and each cell's text is
-    // memoised, so hashing a notebook of unchanged cells parses nothing.
-    let mut h = blake3::Hasher::new();
-    h.update(b"{\"cells\":[");
-    for (i, c) in cells.iter().enumerate() {
-        if i > 0 {
-            h.update(b",");
-        }
-        h.update(&memo::cell_jcs(c));
-    }
-    h.update(b"],\"metadata\":");
-    h.update(&serde_jcs::to_vec(&parse_or_null(&header.metadata)).unwrap_or_default());
-    h.update(
-        format!(
-            ",\"nbformat\":{},\"nbformat_minor\":{}}}",
-            header.nbformat, header.nbformat_minor
-        )
-        .as_bytes(),
-    );
-    *h.finalize().as_bytes()
-}
-
-/// Each cell's canonical (JCS) text, memoised by the cell's allocation.
-/// Cells are immutable behind their `Arc`s, so an entry whose `Weak` still
-/// points at the same live cell is that cell's text; the `Weak` also keeps
-/// the allocation from being reused for another cell while the entry
-/// lives. Invisible to callers: the same bytes, sooner.
-mod memo {
-    use std::collections::HashMap;
-    use std::sync::{Arc, LazyLock, Weak};
-
-    use parking_lot::Mutex;
-
-    use crate::events::Cell;
-
-    /// Entries kept before dead ones are swept (and all, if still over).
-    const MAX_ENTRIES: usize = 200_000;
-
-    type Memo = HashMap<usize, (Weak<Cell>, Arc<[u8]>)>;
-    static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-
-    pub(super) fn cell_jcs(cell: &Arc<Cell>) -> Arc<[u8]> {
-        let key = Arc::as_ptr(cell) as usize;
-        if let Some((weak, text)) = MEMO.lock().get(&key)
-            && weak.upgrade().is_some_and(|c| Arc::ptr_eq(&c, cell))
-        {
-            return text.clone();
-        }
-        let text: Arc<[u8]> = serde_jcs::to_vec(&super::canonical_cell(cell))
-            .unwrap_or_default()
-            .into();
-        let mut memo = MEMO.lock();
-        if memo.len() >= MAX_ENTRIES {
-            memo.retain(|_, (w, _)| w.strong_count() > 0);
-            if memo.len() >= MAX_ENTRIES {
-                memo.clear();
-            }
-        }
-        memo.insert(key, (Arc::downgrade(cell), text.clone()));
-        text
-    }
+    let bytes = serde_jcs::to_vec(&canonical(header, cells)).unwrap_or_default();
+    *blake3::hash(&bytes).as_bytes()
 }
 
 /// The change that makes `before` into `after` (same id), if any.
@@ -866,32 +802,6 @@ mod tests {
                     .into(),
             extra: "{}".into(),
         }
-    }
-
-    #[test]
-    fn the_streamed_memoised_hash_is_the_hash_of_the_whole_canonical_text() {
-        let whole = |h: &Header, c: &[Arc<Cell>]| {
-            *blake3::hash(&serde_jcs::to_vec(&canonical(h, c)).unwrap()).as_bytes()
-        };
-        let header = snap_header();
-        let cells = snap_cells(r#"[{"output_type":"stream","name":"stdout","text":["a\n","b"]}]"#);
-        assert_eq!(snapshot_hash(&header, &cells), whole(&header, &cells));
-        // Twice (memoised), then with one cell replaced by a new Arc.
-        assert_eq!(snapshot_hash(&header, &cells), whole(&header, &cells));
-        let mut changed = cells.clone();
-        let mut c = (*changed[0]).clone();
-        c.source.push_str("\n# more");
-        changed[0] = Arc::new(c);
-        assert_eq!(snapshot_hash(&header, &changed), whole(&header, &changed));
-        assert_ne!(
-            snapshot_hash(&header, &changed),
-            snapshot_hash(&header, &cells)
-        );
-        let empty = Header {
-            metadata: "not json".into(),
-            ..snap_header()
-        };
-        assert_eq!(snapshot_hash(&empty, &[]), whole(&empty, &[]));
     }
 
     /// Pins the canonical snapshot encoding (§8.6): if this changes, every
