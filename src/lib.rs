@@ -17,6 +17,7 @@ pub mod paths;
 pub mod pause;
 pub mod projections;
 pub mod replay;
+pub mod room;
 pub mod runs;
 pub mod store;
 pub mod time;

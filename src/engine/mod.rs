@@ -39,6 +39,7 @@ use crate::replay;
 use crate::store::{Store, StoreError};
 use crate::time::now_ms;
 
+mod room;
 mod staging;
 mod sync;
 #[cfg(test)]
@@ -110,6 +111,9 @@ struct Inner {
     /// its file held when the batch checked it. A save that lands after
     /// that check is merged against it (§8.8).
     bases: HashMap<String, notebook::Content>,
+    /// Notebooks nbledger is in the JupyterLab room of (§12): Jupyter
+    /// saves their files, so the engine neither writes nor syncs them.
+    roomed: std::collections::HashSet<String>,
 }
 
 /// Long-polls waiting at once on one engine, that is per store owner

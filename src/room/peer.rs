@@ -1,0 +1,772 @@
+//! One notebook's room: nbledger as a Yjs peer beside the people in it.
+//!
+//! The peer keeps `base`, the content the log and the room last agreed on,
+//! and reconciles by state, three ways, so nothing depends on seeing every
+//! message exactly once:
+//! - the log moved from `base` (an agent wrote): the change goes into the
+//!   room as one transaction with origin [`ydoc::ORIGIN`] (the source as its
+//!   smallest text edit), and `base` follows the log;
+//! - the room moved from `base` (a person typed): once the cell has been
+//!   quiet for [`PAUSE`] (at most [`MAX_HOLD`] after the first keystroke,
+//!   or at once when Jupyter saves or the room closes), it is written to
+//!   the log by `jupyter:<user name>`, and `base` follows;
+//! - both moved (an agent forced a write on the cell the person types in):
+//!   the person's text is written first, then the agent's write is kept
+//!   (`keep_write` by `nbledger`), and the room gets the agent's text.
+//!
+//! A cell a person edited in the last [`FOCUS`] is locked by
+//! `jupyter:<user name>` through ordinary lock events (short expiry, renewed
+//! while typing), so agents get `locked`, `force` is recorded, and
+//! `list_locks` shows it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use yrs::block::ClientID;
+use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::{Array, ArrayRef, Doc, MapRef, ReadTxn, Transact, Update};
+
+use super::wire::{self, Jupyter, Socket};
+use super::ydoc::{self, RoomCell};
+use crate::engine::{Actor, Engine, Plan, Presence};
+use crate::error::ToolError;
+use crate::events::{CLIENT_SERVER, Cell, Change, Header, OP_KEEP_WRITE};
+use crate::notebook;
+use crate::time::now_ms;
+
+/// A cell quiet this long has its edits written to the log.
+pub const PAUSE: Duration = Duration::from_millis(1000);
+/// A cell typed in without a pause is written at least this often.
+pub const MAX_HOLD: Duration = Duration::from_secs(5);
+/// A cell edited this recently is locked for agents.
+pub const FOCUS: Duration = Duration::from_secs(3);
+/// How long a focus lock lasts past its last renewal.
+const FOCUS_TTL_MS: i64 = 5000;
+/// How often the room is looked at when nothing arrives.
+const TICK: Duration = Duration::from_millis(100);
+/// How long joining waits for the room's first sync.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
+/// How long a freshly joined room may take to catch up with the file.
+const CATCH_UP: Duration = Duration::from_millis(2500);
+
+pub const OP_JUPYTER_EDIT: &str = "jupyter_edit";
+pub const OP_JUPYTER_FOCUS: &str = "jupyter_focus";
+
+/// What the log and the room last agreed on.
+struct Base {
+    header: Header,
+    order: Vec<String>,
+    cells: HashMap<String, Arc<Cell>>,
+}
+
+impl Base {
+    fn of(view: &LogView) -> Base {
+        Base {
+            header: view.header.clone(),
+            order: view.cells.iter().map(|c| c.id.clone()).collect(),
+            cells: view
+                .cells
+                .iter()
+                .map(|c| (c.id.clone(), c.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A person's edits to one cell not yet in the log.
+struct Edit {
+    first: Instant,
+    last: Instant,
+    who: String,
+}
+
+/// A joined room.
+struct Joined {
+    ws: Socket,
+    doc: Doc,
+    cells: ArrayRef,
+    meta: MapRef,
+    awareness: Awareness,
+    base: Base,
+    /// The room's cells as last processed, to tell which cells an incoming
+    /// update touched.
+    seen: Vec<RoomCell>,
+    edits: HashMap<String, Edit>,
+    /// The log version `base` was last compared with.
+    log_version: u64,
+    /// The file's mtime, to notice Jupyter's saves.
+    saved: Option<SystemTime>,
+}
+
+/// The log's view of the notebook.
+struct LogView {
+    version: u64,
+    header: Header,
+    cells: Vec<Arc<Cell>>,
+    locks: HashMap<String, crate::projections::Lock>,
+}
+
+pub struct Peer {
+    pub engine: Arc<Engine>,
+    pub jupyter: Jupyter,
+    /// The notebook, relative to the root (the log's key and Jupyter's path).
+    pub path: String,
+    /// Called with `true` once joined and `false` when left (tests, logs).
+    pub on_state: Option<Arc<dyn Fn(&str, bool) + Send + Sync>>,
+}
+
+impl Peer {
+    /// Stays in the room until `stop`: joins, serves, and after a failure
+    /// falls back to the file and rejoins with backoff.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.join(&stop).await {
+                Ok(mut j) => {
+                    backoff = Duration::from_millis(500);
+                    self.announce(true);
+                    let ended = self.serve(&mut j, &stop).await;
+                    if let Err(e) = &ended {
+                        tracing::warn!(path = %self.path, error = %e, "left the Jupyter room; back to the file");
+                    }
+                    // Whatever the room had goes to the log before the file
+                    // is the engine's again.
+                    if let Err(e) = self.take_room(&mut j, true).await {
+                        tracing::warn!(path = %self.path, error = %e, "could not record the room's last edits");
+                    }
+                    self.leave().await;
+                    self.announce(false);
+                }
+                Err(e) => {
+                    tracing::debug!(path = %self.path, error = %e, "could not join the Jupyter room");
+                    self.leave().await;
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn announce(&self, joined: bool) {
+        if let Some(f) = &self.on_state {
+            f(&self.path, joined);
+        }
+    }
+
+    async fn leave(&self) {
+        let engine = self.engine.clone();
+        let path = self.path.clone();
+        let left = tokio::task::spawn_blocking(move || engine.leave_room(&path)).await;
+        if let Ok(Err(e)) = left {
+            tracing::warn!(path = %self.path, error = %e, "could not hand the file back");
+        }
+    }
+
+    /// Opens the session and the room, syncs, and agrees on a base.
+    async fn join(&self, stop: &CancellationToken) -> anyhow::Result<Joined> {
+        // The engine stops writing the file first, so the room loads a
+        // file that already holds every write the log has.
+        let engine = self.engine.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || engine.enter_room(&path))
+            .await?
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let session = self.jupyter.session(&self.path).await?;
+        let ws = self.jupyter.connect(&session).await?;
+        let doc = ydoc::new_doc();
+        let cells = doc.get_or_insert_array("cells");
+        let meta = doc.get_or_insert_map("meta");
+        let mut awareness = Awareness::new(doc.clone());
+        awareness.set_local_state(json!({"user": {
+            "username": "nbledger", "name": "nbledger",
+            "display_name": "nbledger (agents)", "initials": "NB", "color": "#6a5acd"
+        }}))?;
+        let mut j = Joined {
+            ws,
+            doc,
+            cells,
+            meta,
+            awareness,
+            base: Base {
+                header: Header {
+                    nbformat: 4,
+                    nbformat_minor: 5,
+                    metadata: "{}".into(),
+                    extra: "{}".into(),
+                },
+                order: Vec::new(),
+                cells: HashMap::new(),
+            },
+            seen: Vec::new(),
+            edits: HashMap::new(),
+            log_version: 0,
+            saved: None,
+        };
+        let sv = j.doc.transact().state_vector();
+        wire::send(&mut j.ws, Message::Sync(SyncMessage::SyncStep1(sv))).await?;
+        let update = j.awareness.update()?;
+        wire::send(&mut j.ws, Message::Awareness(update)).await?;
+        let deadline = tokio::time::Instant::now() + SYNC_WAIT;
+        let mut synced = false;
+        while !synced {
+            let msgs = tokio::select! {
+                _ = stop.cancelled() => anyhow::bail!("stopping"),
+                _ = tokio::time::sleep_until(deadline) => anyhow::bail!("the room did not sync in time"),
+                m = wire::recv(&mut j.ws) => m.ok_or_else(|| anyhow::anyhow!("the room closed while joining"))??,
+            };
+            for m in msgs {
+                synced |= matches!(m, Message::Sync(SyncMessage::SyncStep2(_)));
+                self.on_message(&mut j, m, false).await?;
+            }
+        }
+        // Base = the log. The room may still be loading the file's newest
+        // write: give it a moment to agree before taking any difference for
+        // a person's edit.
+        let view = self
+            .view()
+            .ok_or_else(|| anyhow::anyhow!("notebook not in the log"))?;
+        j.base = Base::of(&view);
+        j.log_version = view.version;
+        let until = tokio::time::Instant::now() + CATCH_UP;
+        while !self.agrees(&j, &view) && tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                m = wire::recv(&mut j.ws) => {
+                    for m in m.ok_or_else(|| anyhow::anyhow!("the room closed while joining"))?? {
+                        self.on_message(&mut j, m, false).await?;
+                    }
+                }
+            }
+        }
+        j.seen = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        j.saved = self.file_mtime();
+        tracing::info!(path = %self.path, "joined the Jupyter room");
+        Ok(j)
+    }
+
+    fn agrees(&self, j: &Joined, view: &LogView) -> bool {
+        let room = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        room.len() == view.cells.len()
+            && room
+                .iter()
+                .zip(&view.cells)
+                .all(|(r, c)| r.json == ydoc::normal_of(c))
+    }
+
+    /// The room's life after joining; returns when it closes or `stop`.
+    async fn serve(&self, j: &mut Joined, stop: &CancellationToken) -> anyhow::Result<()> {
+        let mut head = self.engine.subscribe();
+        let mut tick = tokio::time::interval(TICK);
+        let mut presence = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                m = wire::recv(&mut j.ws) => {
+                    let msgs = m.ok_or_else(|| anyhow::anyhow!("the room closed"))??;
+                    for m in msgs {
+                        self.on_message(j, m, true).await?;
+                    }
+                }
+                _ = head.changed() => self.push_log(j).await?,
+                _ = tick.tick() => {
+                    self.push_log(j).await?;
+                    let saved = self.file_mtime();
+                    let save = saved != j.saved;
+                    j.saved = saved;
+                    self.take_room(j, save).await?;
+                    self.focus(j).await?;
+                }
+                _ = presence.tick() => {
+                    let state = j.awareness.local_state_raw();
+                    if let Some(s) = state {
+                        j.awareness.set_local_state_raw(s);
+                    }
+                    let update = j.awareness.update()?;
+                    wire::send(&mut j.ws, Message::Awareness(update)).await?;
+                }
+            }
+        }
+    }
+
+    fn file_mtime(&self) -> Option<SystemTime> {
+        let abs = self.engine.root().path().join(&self.path);
+        std::fs::metadata(abs).and_then(|m| m.modified()).ok()
+    }
+
+    async fn on_message(&self, j: &mut Joined, m: Message, track: bool) -> anyhow::Result<()> {
+        match m {
+            Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                let diff = j.doc.transact().encode_state_as_update_v1(&sv);
+                wire::send(&mut j.ws, Message::Sync(SyncMessage::SyncStep2(diff))).await?;
+            }
+            Message::Sync(SyncMessage::SyncStep2(u)) | Message::Sync(SyncMessage::Update(u)) => {
+                let update = Update::decode_v1(&u)?;
+                let clients: Vec<ClientID> = update
+                    .state_vector_lower()
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect();
+                j.doc.transact_mut_with("room").apply_update(update)?;
+                if track {
+                    self.track(j, &clients);
+                }
+            }
+            Message::Awareness(u) => {
+                j.awareness.apply_update(u)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Notes which cells an incoming update changed, and who changed them.
+    fn track(&self, j: &mut Joined, clients: &[ClientID]) {
+        let now = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        let before: HashMap<&str, &Value> =
+            j.seen.iter().map(|c| (c.id.as_str(), &c.json)).collect();
+        let who = self.person(j, clients);
+        let at = Instant::now();
+        for c in &now {
+            if before.get(c.id.as_str()) != Some(&&c.json) {
+                let e = j.edits.entry(c.id.clone()).or_insert(Edit {
+                    first: at,
+                    last: at,
+                    who: who.clone(),
+                });
+                e.last = at;
+                e.who = who.clone();
+            }
+        }
+        j.seen = now;
+    }
+
+    /// The Jupyter user behind `clients` (awareness and document share
+    /// client ids), else the one person in the room, else `unknown`.
+    fn person(&self, j: &Joined, clients: &[ClientID]) -> String {
+        let ours = j.doc.client_id();
+        let name_of = |state: &str| -> Option<String> {
+            let v: Value = serde_json::from_str(state).ok()?;
+            let u = &v["user"];
+            u["username"]
+                .as_str()
+                .or(u["name"].as_str())
+                .map(str::to_owned)
+        };
+        let people: Vec<(ClientID, String)> = j
+            .awareness
+            .iter()
+            .filter(|(id, _)| *id != ours)
+            .filter_map(|(id, s)| Some((id, name_of(s.data.as_deref()?)?)))
+            .collect();
+        let name = clients
+            .iter()
+            .find_map(|c| {
+                people
+                    .iter()
+                    .find(|(id, _)| id == c)
+                    .map(|(_, n)| n.clone())
+            })
+            .or_else(|| (people.len() == 1).then(|| people[0].1.clone()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        format!("jupyter:{name}")
+    }
+
+    fn view(&self) -> Option<LogView> {
+        self.engine.with_workspace(|ws| {
+            let nb = ws.notebook(&self.path)?;
+            Some(LogView {
+                version: nb.current_version,
+                header: nb.header.clone(),
+                cells: nb.cells.iter().map(|c| c.cell.clone()).collect(),
+                locks: nb
+                    .locks
+                    .iter()
+                    .map(|(k, l)| (k.clone(), l.clone()))
+                    .collect(),
+            })
+        })
+    }
+
+    /// The log → the room: what agents wrote since `base`.
+    async fn push_log(&self, j: &mut Joined) -> anyhow::Result<()> {
+        let Some(view) = self.view() else {
+            return Ok(());
+        };
+        if view.version == j.log_version {
+            return Ok(());
+        }
+        let room = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        let room_by_id: HashMap<&str, &RoomCell> =
+            room.iter().map(|c| (c.id.as_str(), c)).collect();
+        // Cells both sides changed: the person's text goes on record first.
+        let conflicts: Vec<(Arc<Cell>, RoomCell)> = view
+            .cells
+            .iter()
+            .filter_map(|c| {
+                let b = j.base.cells.get(&c.id)?;
+                let r = room_by_id.get(c.id.as_str())?;
+                let agent = b != c;
+                let person = r.json != ydoc::normal_of(b);
+                (agent && person && r.json != ydoc::normal_of(c)).then(|| (c.clone(), (*r).clone()))
+            })
+            .collect();
+        for (agent_cell, person_cell) in &conflicts {
+            self.record_conflict(j, &view, agent_cell, person_cell)
+                .await?;
+        }
+        let view = if conflicts.is_empty() {
+            view
+        } else {
+            match self.view() {
+                Some(v) => v,
+                None => return Ok(()),
+            }
+        };
+        let mut txn = j.doc.transact_mut_with(ydoc::ORIGIN);
+        if view.header != j.base.header {
+            ydoc::set_header(&mut txn, &j.meta, &view.header);
+        }
+        let in_log: HashMap<&str, &Arc<Cell>> =
+            view.cells.iter().map(|c| (c.id.as_str(), c)).collect();
+        // Deleted by an agent.
+        for id in j.base.order.clone() {
+            if in_log.contains_key(id.as_str()) {
+                continue;
+            }
+            let ids = room_ids(&txn, &j.cells);
+            if let Some(i) = ids.iter().position(|x| *x == id) {
+                j.cells.remove(&mut txn, i as u32);
+            }
+            j.base.cells.remove(&id);
+            j.edits.remove(&id);
+        }
+        // Inserted or changed by an agent.
+        for (i, c) in view.cells.iter().enumerate() {
+            let ids = room_ids(&txn, &j.cells);
+            match j.base.cells.get(&c.id) {
+                Some(b) if b == c => continue,
+                _ => {}
+            }
+            match ids.iter().position(|x| *x == c.id) {
+                Some(at) => {
+                    let now = ydoc::read_cells(&txn, &j.cells);
+                    if let Some(rc) = now.get(at) {
+                        ydoc::update_cell(&mut txn, &j.cells, at as u32, rc, c);
+                    }
+                }
+                None => {
+                    let after = i
+                        .checked_sub(1)
+                        .and_then(|p| ids.iter().position(|x| *x == view.cells[p].id));
+                    let at = after.map_or(0, |p| p + 1) as u32;
+                    j.cells.insert(&mut txn, at, ydoc::cell_prelim(c));
+                }
+            }
+            j.base.cells.insert(c.id.clone(), c.clone());
+        }
+        // Moved by an agent: put the room in the log's order, unless the
+        // room holds cells the log has not seen yet.
+        let log_order: Vec<String> = view.cells.iter().map(|c| c.id.clone()).collect();
+        let ids = room_ids(&txn, &j.cells);
+        if log_order != j.base.order && ids.len() == log_order.len() && ids != log_order {
+            for (i, id) in log_order.iter().enumerate() {
+                let ids = room_ids(&txn, &j.cells);
+                if ids[i] == *id {
+                    continue;
+                }
+                if let Some(from) = ids.iter().position(|x| x == id) {
+                    j.cells.remove(&mut txn, from as u32);
+                    j.cells
+                        .insert(&mut txn, i as u32, ydoc::cell_prelim(&view.cells[i]));
+                }
+            }
+        }
+        j.base.order = log_order;
+        j.base.header = view.header.clone();
+        let update = txn.encode_update_v1();
+        drop(txn);
+        j.log_version = view.version;
+        j.seen = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        if update.len() > 2 {
+            wire::send_update(&mut j.ws, update).await?;
+        }
+        Ok(())
+    }
+
+    /// An agent forced a write on a cell the person had unrecorded edits
+    /// in: the person's text is recorded, then the agent's write is kept.
+    async fn record_conflict(
+        &self,
+        j: &mut Joined,
+        view: &LogView,
+        agent: &Arc<Cell>,
+        person: &RoomCell,
+    ) -> anyhow::Result<()> {
+        let who = j
+            .edits
+            .get(&agent.id)
+            .map_or_else(|| self.person(j, &[]), |e| e.who.clone());
+        let theirs = Arc::new(ydoc::cell_from_room(Some(agent), person));
+        let mut cells = view.cells.clone();
+        if let Some(c) = cells.iter_mut().find(|c| c.id == agent.id) {
+            *c = theirs;
+        }
+        self.write_cells(
+            &who,
+            OP_JUPYTER_EDIT,
+            view,
+            view.header.clone(),
+            cells.clone(),
+        )
+        .await?;
+        let after = self
+            .view()
+            .ok_or_else(|| anyhow::anyhow!("notebook vanished"))?;
+        let mut kept = after.cells.clone();
+        if let Some(c) = kept.iter_mut().find(|c| c.id == agent.id) {
+            *c = agent.clone();
+        }
+        self.write_cells(
+            CLIENT_SERVER,
+            OP_KEEP_WRITE,
+            &after,
+            after.header.clone(),
+            kept,
+        )
+        .await?;
+        j.edits.remove(&agent.id);
+        Ok(())
+    }
+
+    /// Writes the notebook as `header` + `cells` by `client`, if the log is
+    /// still at `view.version` (else nothing: the next look redoes it).
+    async fn write_cells(
+        &self,
+        client: &str,
+        operation: &'static str,
+        view: &LogView,
+        header: Header,
+        cells: Vec<Arc<Cell>>,
+    ) -> anyhow::Result<bool> {
+        let actor = Actor {
+            client_name: client.to_owned(),
+            request_id: None,
+            named: true,
+        };
+        let version = view.version;
+        let who = client.to_owned();
+        let engine = self.engine.clone();
+        let path = self.path.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            engine.write(
+                &path,
+                &actor,
+                Presence::Existing,
+                operation,
+                move |nb, _, now| {
+                    let nb = nb.ok_or_else(|| ToolError::internal("notebook missing"))?;
+                    if nb.current_version != version {
+                        return Err(ToolError::new("stale", "the log moved on"));
+                    }
+                    let changes = notebook::transform(nb, &header, &cells, Some((&who, now)));
+                    let cell_ids = crate::engine::changed_cells(&changes);
+                    let overrode_locks = cell_ids
+                        .iter()
+                        .filter_map(|c| {
+                            nb.lock_at(c, now)
+                                .filter(|l| l.owner != who)
+                                .map(|l| (c.clone(), l.owner.clone()))
+                        })
+                        .collect();
+                    Ok(Plan {
+                        operation,
+                        summary: format!("{operation} of {} by {who}", nb.path),
+                        cell_ids,
+                        overrode_locks,
+                        changes,
+                        result: Box::new(|_, _| Map::new()),
+                    })
+                },
+            )
+        })
+        .await?;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == "stale" => Ok(false),
+            Err(e) => anyhow::bail!("{}", e.message),
+        }
+    }
+
+    /// The room → the log: the person's edits to cells now quiet (all of
+    /// them when `all`: a save, or leaving).
+    async fn take_room(&self, j: &mut Joined, all: bool) -> anyhow::Result<()> {
+        let Some(view) = self.view() else {
+            return Ok(());
+        };
+        if view.version != j.log_version {
+            // The log moved: the agents' side goes first.
+            return Ok(());
+        }
+        let room = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        let room_meta = ydoc::read_metadata(&j.doc.transact(), &j.meta);
+        let now = Instant::now();
+        let ready = |id: &str| match j.edits.get(id) {
+            None => true,
+            Some(e) => {
+                all || now.duration_since(e.last) >= PAUSE
+                    || now.duration_since(e.first) >= MAX_HOLD
+            }
+        };
+        // One writer per event: the first ready editor's cells this round.
+        let who = room
+            .iter()
+            .filter(|c| ready(&c.id))
+            .find_map(|c| {
+                let changed = j
+                    .base
+                    .cells
+                    .get(&c.id)
+                    .is_none_or(|b| ydoc::normal_of(b) != c.json);
+                changed.then(|| j.edits.get(&c.id).map(|e| e.who.clone()))
+            })
+            .flatten()
+            .unwrap_or_else(|| self.person(j, &[]));
+        let mine = |id: &str| ready(id) && j.edits.get(id).is_none_or(|e| e.who == who);
+        let mut cells: Vec<Arc<Cell>> = Vec::with_capacity(room.len());
+        let mut taken: Vec<String> = Vec::new();
+        for rc in &room {
+            match j.base.cells.get(&rc.id) {
+                Some(b) if ydoc::normal_of(b) == rc.json => cells.push(b.clone()),
+                Some(b) if mine(&rc.id) => {
+                    cells.push(Arc::new(ydoc::cell_from_room(Some(b), rc)));
+                    taken.push(rc.id.clone());
+                }
+                Some(b) => cells.push(b.clone()),
+                None if mine(&rc.id) => {
+                    cells.push(Arc::new(ydoc::cell_from_room(None, rc)));
+                    taken.push(rc.id.clone());
+                }
+                None => {}
+            }
+        }
+        let header = match &room_meta {
+            Some(m) if !ydoc::same_metadata(&j.base.header, Some(m)) => {
+                ydoc::header_with(&j.base.header, m)
+            }
+            _ => j.base.header.clone(),
+        };
+        let order: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        let same_cells = taken.is_empty() && order == j.base.order;
+        if same_cells && header == j.base.header {
+            return Ok(());
+        }
+        if !self
+            .write_cells(&who, OP_JUPYTER_EDIT, &view, header, cells)
+            .await?
+        {
+            return Ok(());
+        }
+        let after = self
+            .view()
+            .ok_or_else(|| anyhow::anyhow!("notebook vanished"))?;
+        j.base = Base::of(&after);
+        j.log_version = after.version;
+        for id in taken {
+            j.edits.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Keeps a lock by the person on each cell edited in the last
+    /// [`FOCUS`] (renewed before it lapses), unless someone else holds it.
+    async fn focus(&self, j: &mut Joined) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let t = now_ms();
+        let Some(view) = self.view() else {
+            return Ok(());
+        };
+        let mut want: HashMap<String, Vec<Change>> = HashMap::new();
+        for (id, e) in &j.edits {
+            if now.duration_since(e.last) > FOCUS || !view.cells.iter().any(|c| c.id == *id) {
+                continue;
+            }
+            let acquired_at = match view.locks.get(id).filter(|l| l.holds_at(t)) {
+                Some(l) if l.owner != e.who => continue,
+                Some(l) if l.expires_at - t > FOCUS_TTL_MS / 2 => continue,
+                Some(l) => l.acquired_at,
+                None => t,
+            };
+            want.entry(e.who.clone())
+                .or_default()
+                .push(Change::LockAcquired {
+                    path: self.path.clone(),
+                    cell_id: id.clone(),
+                    owner: e.who.clone(),
+                    acquired_at,
+                    expires_at: t + FOCUS_TTL_MS,
+                });
+        }
+        for (who, changes) in want {
+            self.write_locks(&who, changes).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_locks(&self, who: &str, changes: Vec<Change>) -> anyhow::Result<()> {
+        let actor = Actor {
+            client_name: who.to_owned(),
+            request_id: None,
+            named: true,
+        };
+        let engine = self.engine.clone();
+        let path = self.path.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            engine.write(
+                &path,
+                &actor,
+                Presence::Existing,
+                OP_JUPYTER_FOCUS,
+                move |nb, _, _| {
+                    let nb = nb.ok_or_else(|| ToolError::internal("notebook missing"))?;
+                    let cell_ids = crate::engine::changed_cells(&changes);
+                    Ok(Plan {
+                        operation: OP_JUPYTER_FOCUS,
+                        summary: format!(
+                            "{} is editing {} in JupyterLab",
+                            actor_name(&changes),
+                            nb.path
+                        ),
+                        cell_ids,
+                        overrode_locks: Vec::new(),
+                        changes,
+                        result: Box::new(|_, _| Map::new()),
+                    })
+                },
+            )
+        })
+        .await?;
+        answer.map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(())
+    }
+}
+
+fn actor_name(changes: &[Change]) -> String {
+    match changes.first() {
+        Some(Change::LockAcquired { owner, .. }) => owner.clone(),
+        _ => String::new(),
+    }
+}
+
+fn room_ids<T: ReadTxn>(txn: &T, cells: &ArrayRef) -> Vec<String> {
+    ydoc::read_cells(txn, cells)
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
