@@ -316,7 +316,7 @@ async fn agents_and_a_person_typing_lose_nothing_and_the_log_says_who_wrote_what
 
     // An agent's write shows in the person's room, fast.
     let mut waits = Vec::new();
-    for i in 0..20 {
+    for i in 0..50 {
         let src = format!("b = {i} # latency");
         call(
             &client,
@@ -329,11 +329,13 @@ async fn agents_and_a_person_typing_lose_nothing_and_the_log_says_who_wrote_what
     }
     waits.sort_by(f64::total_cmp);
     eprintln!(
-        "agent write visible in the room: p50 {:.1} ms, max {:.1} ms (n={})",
+        "agent write visible in the room: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})",
         waits[waits.len() / 2],
+        waits[waits.len() * 99 / 100],
         waits[waits.len() - 1],
         waits.len()
     );
+    assert!(waits[waits.len() / 2] < 100.0, "p50 under 100 ms (§12)");
 
     // The person types in cell 0 while the agent writes cells 1 and 2.
     let typed: String = "# typed by alice, every key counts 0123456789".into();
@@ -416,8 +418,9 @@ async fn agents_and_a_person_typing_lose_nothing_and_the_log_says_who_wrote_what
         by_alice.len()
     );
     assert!(
-        h0.iter().all(|e| e["client_name"] != "external"),
-        "no outside change while in the room: {h0:?}"
+        h0.iter()
+            .all(|e| e["client_name"] != "external" && e["operation"] != "keep_write"),
+        "no outside change and no conflict while in the room: {h0:?}"
     );
 
     // The file is Jupyter's save of the room, recognised as ours.

@@ -52,6 +52,8 @@ const TICK: Duration = Duration::from_millis(100);
 const SYNC_WAIT: Duration = Duration::from_secs(10);
 /// How long a freshly joined room may take to catch up with the file.
 const CATCH_UP: Duration = Duration::from_millis(2500);
+/// How many earlier versions of a notebook a stale room is compared with.
+const STALE_LOOKBACK: usize = 20;
 
 pub const OP_JUPYTER_EDIT: &str = "jupyter_edit";
 pub const OP_JUPYTER_FOCUS: &str = "jupyter_focus";
@@ -245,10 +247,66 @@ impl Peer {
                 }
             }
         }
+        self.mark_stale(&mut j, &view).await;
         j.seen = ydoc::read_cells(&j.doc.transact(), &j.cells);
         j.saved = self.file_mtime();
         tracing::info!(path = %self.path, "joined the Jupyter room");
         Ok(j)
+    }
+
+    /// A room cell that still differs from the log after the catch-up
+    /// wait but equals that cell at one of the notebook's last
+    /// [`STALE_LOOKBACK`] versions is a room loaded from an older file, not
+    /// a person's edit: its base is set to the room's, so the log's
+    /// newer content goes into the room.
+    async fn mark_stale(&self, j: &mut Joined, view: &LogView) {
+        let room = ydoc::read_cells(&j.doc.transact(), &j.cells);
+        let differing: Vec<RoomCell> = room
+            .into_iter()
+            .filter(|r| {
+                j.base
+                    .cells
+                    .get(&r.id)
+                    .is_some_and(|b| ydoc::normal_of(b) != r.json)
+            })
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        let engine = self.engine.clone();
+        let path = self.path.clone();
+        let head = view.version;
+        let older = tokio::task::spawn_blocking(move || {
+            let versions = engine
+                .store()
+                .notebook_versions(&path, 0, usize::MAX)
+                .unwrap_or_default();
+            let mut older: Vec<Arc<Cell>> = Vec::new();
+            for v in versions
+                .into_iter()
+                .rev()
+                .filter(|v| *v < head)
+                .take(STALE_LOOKBACK)
+            {
+                if let Ok(nb) = engine.notebook_at(&path, v) {
+                    older.extend(nb.cells.iter().map(|c| c.cell.clone()));
+                }
+            }
+            older
+        })
+        .await
+        .unwrap_or_default();
+        for r in differing {
+            if older
+                .iter()
+                .any(|c| c.id == r.id && ydoc::normal_of(c) == r.json)
+                && let Some(b) = j.base.cells.get(&r.id)
+            {
+                let stale = Arc::new(ydoc::cell_from_room(Some(b), &r));
+                j.base.cells.insert(r.id.clone(), stale);
+                j.log_version = 0;
+            }
+        }
     }
 
     fn agrees(&self, j: &Joined, view: &LogView) -> bool {

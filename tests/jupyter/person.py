@@ -104,7 +104,20 @@ class Person:
         )
         await self.ws.send(create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id])))
         asyncio.create_task(self.reader())
+        asyncio.create_task(self.renew_awareness())
         await asyncio.wait_for(self.synced.wait(), 15)
+
+    async def renew_awareness(self):
+        # JupyterLab renews its entry every 15 s; a peer that joins later
+        # learns who is here from the next renewal. Sooner here, so tests
+        # need not wait.
+        while True:
+            await asyncio.sleep(1)
+            self.awareness.set_local_state(self.awareness.get_local_state())
+            try:
+                await self.ws.send(create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id])))
+            except Exception:
+                return
 
     def on_update(self, event):
         if getattr(self, "_local", False):
