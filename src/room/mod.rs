@@ -53,7 +53,6 @@ pub fn start(engine: Arc<Engine>, jupyter: Jupyter, stop: CancellationToken, tra
                         engine: engine.clone(),
                         jupyter: jupyter.clone(),
                         path,
-                        on_state: None,
                     };
                     peers.spawn(peer.run(stop.clone()));
                 }

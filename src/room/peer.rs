@@ -117,8 +117,6 @@ pub struct Peer {
     pub jupyter: Jupyter,
     /// The notebook, relative to the root (the log's key and Jupyter's path).
     pub path: String,
-    /// Called with `true` once joined and `false` when left (tests, logs).
-    pub on_state: Option<Arc<dyn Fn(&str, bool) + Send + Sync>>,
 }
 
 impl Peer {
@@ -130,7 +128,6 @@ impl Peer {
             match self.join(&stop).await {
                 Ok(mut j) => {
                     backoff = Duration::from_millis(500);
-                    self.announce(true);
                     let ended = self.serve(&mut j, &stop).await;
                     if let Err(e) = &ended {
                         tracing::warn!(path = %self.path, error = %e, "left the Jupyter room; back to the file");
@@ -141,7 +138,6 @@ impl Peer {
                         tracing::warn!(path = %self.path, error = %e, "could not record the room's last edits");
                     }
                     self.leave().await;
-                    self.announce(false);
                 }
                 Err(e) => {
                     tracing::debug!(path = %self.path, error = %e, "could not join the Jupyter room");
@@ -153,12 +149,6 @@ impl Peer {
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    fn announce(&self, joined: bool) {
-        if let Some(f) = &self.on_state {
-            f(&self.path, joined);
         }
     }
 
