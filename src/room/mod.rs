@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 
+pub mod focus;
 pub mod peer;
 pub mod wire;
 pub mod ydoc;

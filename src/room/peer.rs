@@ -34,18 +34,13 @@ use super::wire::{self, Jupyter, Socket};
 use super::ydoc::{self, RoomCell};
 use crate::engine::{Actor, Engine, Plan, Presence};
 use crate::error::ToolError;
-use crate::events::{CLIENT_SERVER, Cell, Change, Header, OP_KEEP_WRITE};
+use crate::events::{CLIENT_SERVER, Cell, Header, OP_KEEP_WRITE};
 use crate::notebook;
-use crate::time::now_ms;
 
 /// A cell quiet this long has its edits written to the log.
 pub const PAUSE: Duration = Duration::from_millis(1000);
 /// A cell typed in without a pause is written at least this often.
 pub const MAX_HOLD: Duration = Duration::from_secs(5);
-/// A cell edited this recently is locked for agents.
-pub const FOCUS: Duration = Duration::from_secs(3);
-/// How long a focus lock lasts past its last renewal.
-const FOCUS_TTL_MS: i64 = 5000;
 /// How often the room is looked at when nothing arrives.
 const TICK: Duration = Duration::from_millis(100);
 /// How long joining waits for the room's first sync.
@@ -56,13 +51,12 @@ const CATCH_UP: Duration = Duration::from_millis(2500);
 const STALE_LOOKBACK: usize = 20;
 
 pub const OP_JUPYTER_EDIT: &str = "jupyter_edit";
-pub const OP_JUPYTER_FOCUS: &str = "jupyter_focus";
 
 /// What the log and the room last agreed on.
-struct Base {
+pub(super) struct Base {
     header: Header,
     order: Vec<String>,
-    cells: HashMap<String, Arc<Cell>>,
+    pub(super) cells: HashMap<String, Arc<Cell>>,
 }
 
 impl Base {
@@ -80,36 +74,36 @@ impl Base {
 }
 
 /// A person's edits to one cell not yet in the log.
-struct Edit {
-    first: Instant,
-    last: Instant,
-    who: String,
+pub(super) struct Edit {
+    pub(super) first: Instant,
+    pub(super) last: Instant,
+    pub(super) who: String,
 }
 
 /// A joined room.
-struct Joined {
-    ws: Socket,
-    doc: Doc,
-    cells: ArrayRef,
-    meta: MapRef,
-    awareness: Awareness,
-    base: Base,
+pub(super) struct Joined {
+    pub(super) ws: Socket,
+    pub(super) doc: Doc,
+    pub(super) cells: ArrayRef,
+    pub(super) meta: MapRef,
+    pub(super) awareness: Awareness,
+    pub(super) base: Base,
     /// The room's cells as last processed, to tell which cells an incoming
     /// update touched.
-    seen: Vec<RoomCell>,
-    edits: HashMap<String, Edit>,
+    pub(super) seen: Vec<RoomCell>,
+    pub(super) edits: HashMap<String, Edit>,
     /// The log version `base` was last compared with.
-    log_version: u64,
+    pub(super) log_version: u64,
     /// The file's mtime, to notice Jupyter's saves.
-    saved: Option<SystemTime>,
+    pub(super) saved: Option<SystemTime>,
 }
 
 /// The log's view of the notebook.
-struct LogView {
+pub(super) struct LogView {
     version: u64,
     header: Header,
-    cells: Vec<Arc<Cell>>,
-    locks: HashMap<String, crate::projections::Lock>,
+    pub(super) cells: Vec<Arc<Cell>>,
+    pub(super) locks: HashMap<String, crate::projections::Lock>,
 }
 
 pub struct Peer {
@@ -397,7 +391,7 @@ impl Peer {
 
     /// The Jupyter user behind `clients` (awareness and document share
     /// client ids), else the one person in the room, else `unknown`.
-    fn person(&self, j: &Joined, clients: &[ClientID]) -> String {
+    pub(super) fn person(&self, j: &Joined, clients: &[ClientID]) -> String {
         let ours = j.doc.client_id();
         let name_of = |state: &str| -> Option<String> {
             let v: Value = serde_json::from_str(state).ok()?;
@@ -426,7 +420,7 @@ impl Peer {
         format!("jupyter:{name}")
     }
 
-    fn view(&self) -> Option<LogView> {
+    pub(super) fn view(&self) -> Option<LogView> {
         self.engine.with_workspace(|ws| {
             let nb = ws.notebook(&self.path)?;
             Some(LogView {
@@ -730,85 +724,6 @@ impl Peer {
             j.edits.remove(&id);
         }
         Ok(())
-    }
-
-    /// Keeps a lock by the person on each cell edited in the last
-    /// [`FOCUS`] (renewed before it lapses), unless someone else holds it.
-    async fn focus(&self, j: &mut Joined) -> anyhow::Result<()> {
-        let now = Instant::now();
-        let t = now_ms();
-        let Some(view) = self.view() else {
-            return Ok(());
-        };
-        let mut want: HashMap<String, Vec<Change>> = HashMap::new();
-        for (id, e) in &j.edits {
-            if now.duration_since(e.last) > FOCUS || !view.cells.iter().any(|c| c.id == *id) {
-                continue;
-            }
-            let acquired_at = match view.locks.get(id).filter(|l| l.holds_at(t)) {
-                Some(l) if l.owner != e.who => continue,
-                Some(l) if l.expires_at - t > FOCUS_TTL_MS / 2 => continue,
-                Some(l) => l.acquired_at,
-                None => t,
-            };
-            want.entry(e.who.clone())
-                .or_default()
-                .push(Change::LockAcquired {
-                    path: self.path.clone(),
-                    cell_id: id.clone(),
-                    owner: e.who.clone(),
-                    acquired_at,
-                    expires_at: t + FOCUS_TTL_MS,
-                });
-        }
-        for (who, changes) in want {
-            self.write_locks(&who, changes).await?;
-        }
-        Ok(())
-    }
-
-    async fn write_locks(&self, who: &str, changes: Vec<Change>) -> anyhow::Result<()> {
-        let actor = Actor {
-            client_name: who.to_owned(),
-            request_id: None,
-            named: true,
-        };
-        let engine = self.engine.clone();
-        let path = self.path.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            engine.write(
-                &path,
-                &actor,
-                Presence::Existing,
-                OP_JUPYTER_FOCUS,
-                move |nb, _, _| {
-                    let nb = nb.ok_or_else(|| ToolError::internal("notebook missing"))?;
-                    let cell_ids = crate::engine::changed_cells(&changes);
-                    Ok(Plan {
-                        operation: OP_JUPYTER_FOCUS,
-                        summary: format!(
-                            "{} is editing {} in JupyterLab",
-                            actor_name(&changes),
-                            nb.path
-                        ),
-                        cell_ids,
-                        overrode_locks: Vec::new(),
-                        changes,
-                        result: Box::new(|_, _| Map::new()),
-                    })
-                },
-            )
-        })
-        .await?;
-        answer.map_err(|e| anyhow::anyhow!(e.message))?;
-        Ok(())
-    }
-}
-
-fn actor_name(changes: &[Change]) -> String {
-    match changes.first() {
-        Some(Change::LockAcquired { owner, .. }) => owner.clone(),
-        _ => String::new(),
     }
 }
 

@@ -62,6 +62,27 @@ pub fn read_cells<T: ReadTxn>(txn: &T, cells: &ArrayRef) -> Vec<RoomCell> {
     out
 }
 
+/// The id of the cell whose source a Yjs relative position points into
+/// (JupyterLab's awareness `cursors[].anchor`, the JSON of a
+/// `Y.RelativePosition`).
+pub fn cell_at<T: ReadTxn>(txn: &T, cells: &ArrayRef, position: &Value) -> Option<String> {
+    let sticky: yrs::StickyIndex = serde_json::from_value(position.clone()).ok()?;
+    let target = sticky.get_offset(txn)?.branch.id();
+    cells.iter(txn).find_map(|v| {
+        let Out::YMap(m) = v else { return None };
+        let Some(Out::YText(t)) = m.get(txn, "source") else {
+            return None;
+        };
+        if <yrs::TextRef as AsRef<yrs::branch::Branch>>::as_ref(&t).id() != target {
+            return None;
+        }
+        match m.get(txn, "id") {
+            Some(Out::Any(Any::String(id))) => Some(id.to_string()),
+            _ => None,
+        }
+    })
+}
+
 /// The room's notebook metadata (`meta.metadata`), if set.
 pub fn read_metadata<T: ReadTxn>(txn: &T, meta: &MapRef) -> Option<Value> {
     match meta.get(txn, "metadata")? {

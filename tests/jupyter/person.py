@@ -15,6 +15,8 @@ command per line on stdin and answers each with one JSON line on stdout:
 - {"op": "type", "cell": ID, "text": T, "min_ms": A, "max_ms": B}: starts
   typing T into cell ID one character at a time at its end, every A..B ms.
 - {"op": "typed"}: waits for the typing to end; answers {"count"}.
+- {"op": "cursor", "cell": ID}: puts the cursor at the start of cell ID, as
+  JupyterLab's editor does (awareness `cursors`, Yjs relative positions).
 - {"op": "save"}: asks Jupyter to save now.
 - {"op": "quit"}.
 """
@@ -204,6 +206,14 @@ class Person:
             if self.typing:
                 await self.typing
             return {"ok": True, "count": self.typed}
+        if op == "cursor":
+            src = self.find(c["cell"])["source"]
+            pos = src.sticky_index(0).to_json()
+            self.awareness.set_local_state_field(
+                "cursors", [{"anchor": pos, "head": pos, "primary": True, "empty": True}]
+            )
+            await self.ws.send(create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id])))
+            return {"ok": True, "anchor": pos}
         if op == "save":
             await self.save()
             return {"ok": True}
