@@ -367,13 +367,7 @@ async fn agents_and_a_person_typing_lose_nothing_and_the_log_says_who_wrote_what
     // every character; zero lost agent writes.
     let want_a = format!("a = 1{typed}");
     assert_eq!(alice.source(&ids[0]).await, want_a);
-    let paused = Instant::now();
     let in_log = wait_log(&client, path, &ids[0], |s| s == want_a).await;
-    eprintln!(
-        "person's last keystroke to its event in the log: {} ms (pause {} ms, polled every 100 ms)",
-        paused.elapsed().as_millis(),
-        nbledger::room::peer::PAUSE.as_millis()
-    );
     assert_eq!(in_log, want_a, "the person's typing reached the log");
     let last1 = format!(
         "agent write {}",
@@ -428,12 +422,27 @@ async fn agents_and_a_person_typing_lose_nothing_and_the_log_says_who_wrote_what
         "no outside change and no conflict while in the room: {h0:?}"
     );
 
+    // A pause in typing reaches the log within about the pause.
+    alice
+        .cmd(json!({"op": "type", "cell": ids[2], "text": " # end", "min_ms": 50, "max_ms": 60}))
+        .await;
+    alice.cmd(json!({"op": "typed"})).await;
+    let paused = Instant::now();
+    let got = wait_log(&client, path, &ids[2], |s| s.ends_with(" # end")).await;
+    assert!(got.ends_with(" # end"), "{got}");
+    eprintln!(
+        "person's last keystroke to its event in the log: {} ms (PAUSE {} ms; the test polls every 100 ms)",
+        paused.elapsed().as_millis(),
+        nbledger::room::peer::PAUSE.as_millis()
+    );
+
     // The file is Jupyter's save of the room, recognised as ours.
     let save = alice.cmd(json!({"op": "save"})).await;
     assert_eq!(save["ok"], true);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let file = common::file_sources(root, path);
     assert_eq!(file[0], want_a);
+    assert!(file[2].ends_with(" # end"), "{file:?}");
     let changes = call(
         &client,
         "get_notebook_changes",

@@ -220,6 +220,7 @@ impl Peer {
             .ok_or_else(|| anyhow::anyhow!("notebook not in the log"))?;
         j.base = Base::of(&view);
         j.log_version = view.version;
+        tracing::debug!(path = %self.path, version = view.version, "room synced");
         let until = tokio::time::Instant::now() + CATCH_UP;
         while !self.agrees(&j, &view) && tokio::time::Instant::now() < until {
             tokio::select! {
@@ -280,6 +281,7 @@ impl Peer {
         })
         .await
         .unwrap_or_default();
+        tracing::debug!(path = %self.path, version = view.version, differing = differing.len(), older = older.len(), first = %differing[0].json, log = %j.base.cells.get(&differing[0].id).map(|c| ydoc::normal_of(c)).unwrap_or_default(), "room differs from the log after joining");
         for r in differing {
             if older
                 .iter()

@@ -53,6 +53,11 @@ pub fn read_cells<T: ReadTxn>(txn: &T, cells: &ArrayRef) -> Vec<RoomCell> {
             continue;
         };
         obj.remove("execution_state");
+        // Transient: Jupyter's trust mark, never saved (nbformat's
+        // `strip_transient`).
+        if let Some(Value::Object(md)) = obj.get_mut("metadata") {
+            md.remove("trusted");
+        }
         let Some(id) = obj.get("id").and_then(Value::as_str).map(str::to_owned) else {
             continue;
         };
