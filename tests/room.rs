@@ -614,6 +614,21 @@ async fn jupyter_killed_mid_session_falls_back_to_the_file_and_rejoins_without_l
     // Jupyter comes back: nbledger rejoins; nothing either side wrote is lost.
     let lab = Lab::start_on(root, port);
     let mut dave = Person::join(&lab, path, "dave").await;
+    // nbledger is back in the room when its awareness entry shows.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = dave.cmd(json!({"op": "peers"})).await;
+        if p["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "nbledger")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nbledger never rejoined: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     dave.wait(&ids[1], "q = 'while down'", 15.0).await;
     assert_eq!(dave.source(&ids[0]).await, "p = 1  # carol");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -43,6 +43,9 @@ pub const PAUSE: Duration = Duration::from_millis(1000);
 pub const MAX_HOLD: Duration = Duration::from_secs(5);
 /// How often the room is looked at when nothing arrives.
 const TICK: Duration = Duration::from_millis(100);
+/// How often nbledger renews its awareness entry (JupyterLab: 15 s; a
+/// peer that joins later learns who is there from the next renewal).
+const PRESENCE: Duration = Duration::from_secs(5);
 /// How long joining waits for the room's first sync.
 const SYNC_WAIT: Duration = Duration::from_secs(10);
 /// How long a freshly joined room may take to catch up with the file.
@@ -142,7 +145,7 @@ impl Peer {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(Duration::from_secs(3));
         }
     }
 
@@ -308,7 +311,7 @@ impl Peer {
     async fn serve(&self, j: &mut Joined, stop: &CancellationToken) -> anyhow::Result<()> {
         let mut head = self.engine.subscribe();
         let mut tick = tokio::time::interval(TICK);
-        let mut presence = tokio::time::interval(Duration::from_secs(10));
+        let mut presence = tokio::time::interval(PRESENCE);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -651,13 +654,6 @@ impl Peer {
     /// The room → the log: the person's edits to cells now quiet (all of
     /// them when `all`: a save, or leaving).
     async fn take_room(&self, j: &mut Joined, all: bool) -> anyhow::Result<()> {
-        let Some(view) = self.view() else {
-            return Ok(());
-        };
-        if view.version != j.log_version {
-            // The log moved: the agents' side goes first.
-            return Ok(());
-        }
         let room = ydoc::read_cells(&j.doc.transact(), &j.cells);
         let room_meta = ydoc::read_metadata(&j.doc.transact(), &j.meta);
         let now = Instant::now();
@@ -683,50 +679,184 @@ impl Peer {
             .flatten()
             .unwrap_or_else(|| self.person(j, &[]));
         let mine = |id: &str| ready(id) && j.edits.get(id).is_none_or(|e| e.who == who);
-        let mut cells: Vec<Arc<Cell>> = Vec::with_capacity(room.len());
-        let mut taken: Vec<String> = Vec::new();
+        let mut edit = PersonEdit::default();
         for rc in &room {
-            match j.base.cells.get(&rc.id) {
-                Some(b) if ydoc::normal_of(b) == rc.json => cells.push(b.clone()),
-                Some(b) if mine(&rc.id) => {
-                    cells.push(Arc::new(ydoc::cell_from_room(Some(b), rc)));
-                    taken.push(rc.id.clone());
+            let base = j.base.cells.get(&rc.id);
+            let changed = base.is_none_or(|b| ydoc::normal_of(b) != rc.json);
+            if changed && !mine(&rc.id) {
+                if base.is_some() {
+                    edit.order.push(rc.id.clone());
                 }
-                Some(b) => cells.push(b.clone()),
-                None if mine(&rc.id) => {
-                    cells.push(Arc::new(ydoc::cell_from_room(None, rc)));
-                    taken.push(rc.id.clone());
-                }
-                None => {}
+                continue;
+            }
+            edit.order.push(rc.id.clone());
+            if changed {
+                edit.base.insert(rc.id.clone(), base.cloned());
+                edit.taken.insert(
+                    rc.id.clone(),
+                    Arc::new(ydoc::cell_from_room(base.map(|b| &**b), rc)),
+                );
             }
         }
-        let header = match &room_meta {
-            Some(m) if !ydoc::same_metadata(&j.base.header, Some(m)) => {
-                ydoc::header_with(&j.base.header, m)
+        for (id, b) in &j.base.cells {
+            if !room.iter().any(|r| r.id == *id) {
+                edit.base.insert(id.clone(), Some(b.clone()));
             }
-            _ => j.base.header.clone(),
-        };
-        let order: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
-        let same_cells = taken.is_empty() && order == j.base.order;
-        if same_cells && header == j.base.header {
-            return Ok(());
         }
-        if !self
-            .write_cells(&who, OP_JUPYTER_EDIT, &view, header, cells)
-            .await?
+        if let Some(m) = &room_meta
+            && !ydoc::same_metadata(&j.base.header, Some(m))
+        {
+            edit.header = Some((j.base.header.clone(), ydoc::header_with(&j.base.header, m)));
+        }
+        if edit.taken.is_empty()
+            && edit.header.is_none()
+            && edit.base.is_empty()
+            && edit.order == j.base.order
         {
             return Ok(());
         }
-        let after = self
-            .view()
-            .ok_or_else(|| anyhow::anyhow!("notebook vanished"))?;
-        j.base = Base::of(&after);
-        j.log_version = after.version;
-        for id in taken {
-            j.edits.remove(&id);
+        let Some((header, cells)) = self.write_person(&who, edit.clone()).await? else {
+            return Ok(());
+        };
+        // `base` follows the person's cells only: whatever agents wrote
+        // meanwhile still goes into the room through `push_log`.
+        for (id, _) in &edit.base {
+            match cells.iter().find(|c| c.id == *id) {
+                Some(c) => j.base.cells.insert(id.clone(), c.clone()),
+                None => j.base.cells.remove(id),
+            };
+            j.edits.remove(id);
+        }
+        j.base.order = cells
+            .iter()
+            .filter(|c| j.base.cells.contains_key(&c.id))
+            .map(|c| c.id.clone())
+            .collect();
+        if edit.header.is_some() {
+            j.base.header = header;
         }
         Ok(())
     }
+
+    /// Writes a person's edit on top of the log as it is now: their cells
+    /// (taken, inserted, deleted), their order, their header change, and
+    /// every other cell as the log has it, including agents' writes since
+    /// `base`. Refused (`None`, retried next tick) when an agent changed
+    /// one of the same cells meanwhile: that is `push_log`'s conflict.
+    async fn write_person(
+        &self,
+        who: &str,
+        edit: PersonEdit,
+    ) -> anyhow::Result<Option<(Header, Vec<Arc<Cell>>)>> {
+        let actor = Actor {
+            client_name: who.to_owned(),
+            request_id: None,
+            named: true,
+        };
+        let who = who.to_owned();
+        let engine = self.engine.clone();
+        let path = self.path.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let out = std::sync::Arc::new(parking_lot::Mutex::new(None));
+            let put = out.clone();
+            let r = engine.write(
+                &path,
+                &actor,
+                Presence::Existing,
+                OP_JUPYTER_EDIT,
+                move |nb, _, now| {
+                    let nb = nb.ok_or_else(|| ToolError::internal("notebook missing"))?;
+                    let stale = || ToolError::new("stale", "an agent changed the same cells");
+                    let current: HashMap<&str, &Arc<Cell>> = nb
+                        .cells
+                        .iter()
+                        .map(|c| (c.cell.id.as_str(), &c.cell))
+                        .collect();
+                    for (id, b) in &edit.base {
+                        if current.get(id.as_str()).copied() != b.as_ref() {
+                            return Err(stale());
+                        }
+                    }
+                    let header = match &edit.header {
+                        Some((b, _)) if *b != nb.header => return Err(stale()),
+                        Some((_, h)) => h.clone(),
+                        None => nb.header.clone(),
+                    };
+                    // The person's order, with cells agents added since placed
+                    // after their predecessor in the log.
+                    let mut ids: Vec<String> = edit
+                        .order
+                        .iter()
+                        .filter(|id| {
+                            current.contains_key(id.as_str()) || edit.taken.contains_key(*id)
+                        })
+                        .cloned()
+                        .collect();
+                    for (k, c) in nb.cells.iter().enumerate() {
+                        let id = &c.cell.id;
+                        if ids.contains(id) || edit.base.contains_key(id) {
+                            continue;
+                        }
+                        let at = k
+                            .checked_sub(1)
+                            .and_then(|p| ids.iter().position(|x| *x == nb.cells[p].cell.id))
+                            .map_or(0, |p| p + 1);
+                        ids.insert(at, id.clone());
+                    }
+                    let cells: Vec<Arc<Cell>> = ids
+                        .iter()
+                        .filter_map(|id| {
+                            edit.taken
+                                .get(id)
+                                .or_else(|| current.get(id.as_str()).copied())
+                                .cloned()
+                        })
+                        .collect();
+                    let changes = notebook::transform(nb, &header, &cells, Some((&who, now)));
+                    let cell_ids = crate::engine::changed_cells(&changes);
+                    let overrode_locks = cell_ids
+                        .iter()
+                        .filter_map(|c| {
+                            nb.lock_at(c, now)
+                                .filter(|l| l.owner != who)
+                                .map(|l| (c.clone(), l.owner.clone()))
+                        })
+                        .collect();
+                    *put.lock() = Some((header, cells));
+                    Ok(Plan {
+                        operation: OP_JUPYTER_EDIT,
+                        summary: format!("{OP_JUPYTER_EDIT} of {} by {who}", nb.path),
+                        cell_ids,
+                        overrode_locks,
+                        changes,
+                        result: Box::new(|_, _| Map::new()),
+                    })
+                },
+            );
+            let written = out.lock().take();
+            r.map(|_| written)
+        })
+        .await?;
+        match answer {
+            Ok(written) => Ok(written),
+            Err(e) if e.code == "stale" => Ok(None),
+            Err(e) => anyhow::bail!("{}", e.message),
+        }
+    }
+}
+
+/// A person's edit as `take_room` found it.
+#[derive(Clone, Default)]
+struct PersonEdit {
+    /// The room's order of the cells the log should hold.
+    order: Vec<String>,
+    /// The person's new content of each cell they changed or inserted.
+    taken: HashMap<String, Arc<Cell>>,
+    /// What the log held for each cell the person changed, inserted
+    /// (`None`) or deleted: the write applies only while that is so.
+    base: HashMap<String, Option<Arc<Cell>>>,
+    /// (log header it was based on, new header) when the person changed it.
+    header: Option<(Header, Header)>,
 }
 
 fn room_ids<T: ReadTxn>(txn: &T, cells: &ArrayRef) -> Vec<String> {

@@ -17,6 +17,7 @@ command per line on stdin and answers each with one JSON line on stdout:
 - {"op": "typed"}: waits for the typing to end; answers {"count"}.
 - {"op": "cursor", "cell": ID}: puts the cursor at the start of cell ID, as
   JupyterLab's editor does (awareness `cursors`, Yjs relative positions).
+- {"op": "peers"}: the user names in the room's awareness (others').
 - {"op": "save"}: asks Jupyter to save now.
 - {"op": "quit"}.
 """
@@ -40,6 +41,7 @@ from pycrdt import (
     create_sync_message,
     create_update_message,
     handle_sync_message,
+    read_message,
 )
 from websockets.asyncio.client import connect
 
@@ -137,7 +139,8 @@ class Person:
                     await self.ws.send(reply)
                 self.changed.set()
             elif msg[0] == YMessageType.AWARENESS:
-                pass
+                self.awareness.apply_awareness_update(read_message(msg[1:]), "remote")
+                self.changed.set()
 
     def local(self, f):
         self._local = True
@@ -214,6 +217,13 @@ class Person:
             )
             await self.ws.send(create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id])))
             return {"ok": True, "anchor": pos}
+        if op == "peers":
+            names = [
+                st.get("user", {}).get("username")
+                for cid, st in self.awareness.states.items()
+                if cid != self.doc.client_id and st
+            ]
+            return {"peers": names}
         if op == "save":
             await self.save()
             return {"ok": True}
