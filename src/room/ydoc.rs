@@ -379,3 +379,84 @@ pub fn same_metadata(header: &Header, room: Option<&Value>) -> bool {
     normalise(&mut theirs);
     ours == theirs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::CellType;
+    use yrs::{TextRef, Transact};
+
+    fn code(id: &str, source: &str) -> Cell {
+        let mut c = Cell::new(id.into(), CellType::Code, source.into(), None);
+        c.metadata = r#"{"tags":["a"],"n":1}"#.into();
+        c.outputs =
+            Some(r#"[{"name":"stdout","output_type":"stream","text":["one\n","two"]}]"#.into());
+        c.execution_count = Some("3".into());
+        c
+    }
+
+    #[test]
+    fn a_cell_written_into_the_room_reads_back_as_the_same_normal_form() {
+        let doc = new_doc();
+        let cells = doc.get_or_insert_array("cells");
+        let cell = code("c1", "x = 1\ny = 2");
+        {
+            let mut txn = doc.transact_mut_with(ORIGIN);
+            cells.insert(&mut txn, 0, cell_prelim(&cell));
+        }
+        let read = read_cells(&doc.transact(), &cells);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].json, normal_of(&cell));
+        assert_eq!(read[0].json["outputs"][0]["text"], "one\ntwo");
+        // Nothing differs, so the log keeps its exact texts.
+        assert_eq!(cell_from_room(Some(&cell), &read[0]), cell);
+    }
+
+    #[test]
+    fn a_source_change_is_one_small_edit_in_utf16_offsets() {
+        let doc = new_doc();
+        let text: TextRef = doc.get_or_insert_text("t");
+        let old = "a = '😀' # é then more";
+        let new = "a = '😀' # üü then more";
+        {
+            let mut txn = doc.transact_mut();
+            text.insert(&mut txn, 0, old);
+        }
+        let update = {
+            let mut txn = doc.transact_mut_with(ORIGIN);
+            smallest_edit(&mut txn, &text, old, new);
+            txn.encode_update_v1()
+        };
+        assert_eq!(text.get_string(&doc.transact()), new);
+        // One deletion and one insertion between prefix and suffix, not the
+        // whole text again.
+        let whole = {
+            let d = new_doc();
+            let t = d.get_or_insert_text("t");
+            let mut txn = d.transact_mut();
+            t.insert(&mut txn, 0, new);
+            txn.encode_update_v1().len()
+        };
+        assert!(
+            update.len() < whole + 20,
+            "{} bytes vs {whole}",
+            update.len()
+        );
+        assert!(!String::from_utf8_lossy(&update).contains("then more"));
+    }
+
+    #[test]
+    fn a_persons_field_change_replaces_that_field_only() {
+        let cell = code("c1", "x");
+        let mut json = normal_of(&cell);
+        json["source"] = Value::String("x + 1".into());
+        let room = RoomCell {
+            id: "c1".into(),
+            json,
+        };
+        let took = cell_from_room(Some(&cell), &room);
+        assert_eq!(took.source, "x + 1");
+        assert_eq!(took.metadata, cell.metadata);
+        assert_eq!(took.outputs, cell.outputs);
+    }
+}
