@@ -564,6 +564,38 @@ async fn the_cell_a_person_types_in_is_locked_for_agents_until_forced() {
     )
     .await;
     assert_eq!(refused.code(), "locked");
+
+    // Structure both ways: an agent's new cell shows in the room; the
+    // person's new cell and deletion reach the log by the person.
+    let ins = call(
+        &client,
+        "insert_cell",
+        json!({"path": path, "index": 2, "source": "z = 'agent'"}),
+    )
+    .await
+    .ok();
+    let agent_cell = ins["cell_id"].as_str().unwrap().to_owned();
+    bob.wait(&agent_cell, "z = 'agent'", 10.0).await;
+    bob.cmd(json!({"op": "insert", "index": 0, "id": "bobcell1", "source": "w = 'bob'"}))
+        .await;
+    bob.cmd(json!({"op": "delete", "cell": agent_cell})).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = cells(&client, path).await;
+        let ok = log
+            .first()
+            .is_some_and(|c| c.0 == "bobcell1" && c.2 == "w = 'bob'")
+            && !log.iter().any(|c| c.0 == agent_cell);
+        if ok || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(log[0].0, "bobcell1", "{log:?}");
+    assert_eq!(log[0].2, "w = 'bob'", "{log:?}");
+    assert!(!log.iter().any(|c| c.0 == agent_cell), "{log:?}");
+    let h = history(&client, path, "bobcell1").await;
+    assert_eq!(h[0]["client_name"], "jupyter:bob", "{h:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

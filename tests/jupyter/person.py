@@ -17,6 +17,9 @@ command per line on stdin and answers each with one JSON line on stdout:
 - {"op": "typed"}: waits for the typing to end; answers {"count"}.
 - {"op": "cursor", "cell": ID}: puts the cursor at the start of cell ID, as
   JupyterLab's editor does (awareness `cursors`, Yjs relative positions).
+- {"op": "insert", "index": I, "id": ID, "source": S}: inserts a code cell
+  as JupyterLab does (jupyter_ydoc's cell map).
+- {"op": "delete", "cell": ID}: deletes a cell.
 - {"op": "peers"}: the user names in the room's awareness (others').
 - {"op": "save"}: asks Jupyter to save now.
 - {"op": "quit"}.
@@ -217,6 +220,26 @@ class Person:
             )
             await self.ws.send(create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id])))
             return {"ok": True, "anchor": pos}
+        if op == "insert":
+            cell = Map(
+                {
+                    "id": c["id"],
+                    "cell_type": "code",
+                    "source": Text(c.get("source", "")),
+                    "metadata": Map(),
+                    "outputs": Array(),
+                    "execution_count": None,
+                    "execution_state": "idle",
+                }
+            )
+            self.local(lambda: self.cells.insert(c["index"], cell))
+            return {"ok": True}
+        if op == "delete":
+            for i, x in enumerate(self.cells):
+                if x.get("id") == c["cell"]:
+                    self.local(lambda: self.cells.pop(i))
+                    return {"ok": True}
+            return {"ok": False}
         if op == "peers":
             names = [
                 st.get("user", {}).get("username")
