@@ -735,7 +735,7 @@ impl Peer {
         };
         // `base` follows the person's cells only: whatever agents wrote
         // meanwhile still goes into the room through `push_log`.
-        for (id, _) in &edit.base {
+        for id in edit.base.keys() {
             match cells.iter().find(|c| c.id == *id) {
                 Some(c) => j.base.cells.insert(id.clone(), c.clone()),
                 None => j.base.cells.remove(id),
