@@ -81,6 +81,10 @@ pub(super) struct Edit {
     pub(super) first: Instant,
     pub(super) last: Instant,
     pub(super) who: String,
+    /// The Yjs clients whose updates made them: `who` is named again from
+    /// the room's awareness before use, as a person's entry may arrive
+    /// after their first keystrokes.
+    pub(super) clients: Vec<ClientID>,
 }
 
 /// A joined room.
@@ -327,6 +331,7 @@ impl Peer {
                     let saved = self.file_mtime();
                     let save = saved != j.saved;
                     j.saved = saved;
+                    self.name_editors(j);
                     self.take_room(j, save).await?;
                     self.focus(j).await?;
                 }
@@ -386,12 +391,28 @@ impl Peer {
                     first: at,
                     last: at,
                     who: who.clone(),
+                    clients: clients.to_vec(),
                 });
                 e.last = at;
                 e.who = who.clone();
+                e.clients = clients.to_vec();
             }
         }
         j.seen = now;
+    }
+
+    /// Names each pending edit's author again (see [`Edit::clients`]).
+    fn name_editors(&self, j: &mut Joined) {
+        let names: Vec<(String, String)> = j
+            .edits
+            .iter()
+            .map(|(id, e)| (id.clone(), self.person(j, &e.clients)))
+            .collect();
+        for (id, who) in names {
+            if let Some(e) = j.edits.get_mut(&id) {
+                e.who = who;
+            }
+        }
     }
 
     /// The Jupyter user behind `clients` (awareness and document share
