@@ -9,7 +9,10 @@
 //! Each agent does NBLEDGER_LOAD_N (default 300) `update_cell` calls on its
 //! own cell, back to back. Prints aggregate writes/s and p50/p99 latency.
 //! NBLEDGER_LOAD_CASES picks some of `stdio,http,attached` (default all)
-//! and NBLEDGER_LOAD_CLIENTS the client counts (default `1,4,16`).
+//! and NBLEDGER_LOAD_CLIENTS the client counts (default `1,4,16`);
+//! NBLEDGER_LOAD_SERVE_ARGS adds arguments to the http server's `serve`,
+//! and NBLEDGER_LOAD_ROOT replaces the temporary workspace (to measure with
+//! a JupyterLab room joined: BENCHMARKS.md).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,9 +51,13 @@ async fn stdio(root: &Path, name: &str) -> Client {
 }
 
 fn http_server(root: &Path) -> (std::process::Child, String) {
+    // Extra serve arguments, e.g. `--jupyter URL --jupyter-token-file F`
+    // to measure with the JupyterLab room joined (BENCHMARKS.md).
+    let extra = std::env::var("NBLEDGER_LOAD_SERVE_ARGS").unwrap_or_default();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nbledger"))
         .args(["serve", "--http", "127.0.0.1:0", "--root"])
         .arg(root)
+        .args(extra.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -94,8 +101,34 @@ async fn update(c: &Client, cell: &str, i: usize) {
     assert_ne!(r.is_error, Some(true), "{:?}", r.structured_content);
 }
 
-fn workspace() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+/// A workspace: a temporary folder, or NBLEDGER_LOAD_ROOT (its earlier log
+/// removed) when a JupyterLab serves that folder.
+struct Workspace {
+    path: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Workspace {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn workspace() -> Workspace {
+    let dir = match std::env::var_os("NBLEDGER_LOAD_ROOT") {
+        Some(r) => {
+            let path = std::path::PathBuf::from(r);
+            let _ = std::fs::remove_dir_all(path.join(".nbledger"));
+            Workspace { path, _tmp: None }
+        }
+        None => {
+            let tmp = tempfile::tempdir().unwrap();
+            Workspace {
+                path: tmp.path().to_path_buf(),
+                _tmp: Some(tmp),
+            }
+        }
+    };
     let cells: Vec<Value> = (0..CELLS)
         .map(|i| {
             json!({"cell_type": "code", "execution_count": null, "id": format!("c{i:07}"),

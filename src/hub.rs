@@ -213,6 +213,11 @@ pub struct Hub {
     engine: parking_lot::Mutex<Option<Arc<Engine>>>,
     /// Its kernels, while this process owns the store.
     runner: parking_lot::Mutex<Option<Arc<Runner>>>,
+    /// The Jupyter server whose rooms the owner joins (§12), if any.
+    jupyter: Option<crate::room::Jupyter>,
+    /// Stops the room peers (each hands its file back to the engine).
+    rooms_stop: CancellationToken,
+    rooms: TaskTracker,
 }
 
 impl Hub {
@@ -220,6 +225,15 @@ impl Hub {
     /// then keeps it so in the background. Fails when attaching is refused
     /// (another nbledger version or root) or the store cannot be opened.
     pub async fn start(root: &Path, data: &Path) -> anyhow::Result<Arc<Hub>> {
+        Hub::start_with(root, data, None).await
+    }
+
+    /// [`Hub::start`], joining the rooms of `jupyter` while owner (§12).
+    pub async fn start_with(
+        root: &Path,
+        data: &Path,
+        jupyter: Option<crate::room::Jupyter>,
+    ) -> anyhow::Result<Arc<Hub>> {
         let root = std::fs::canonicalize(root)?;
         let hub = Arc::new(Hub {
             root,
@@ -233,6 +247,9 @@ impl Hub {
             sessions: TaskTracker::new(),
             engine: parking_lot::Mutex::new(None),
             runner: parking_lot::Mutex::new(None),
+            jupyter,
+            rooms_stop: CancellationToken::new(),
+            rooms: TaskTracker::new(),
         });
         let first = tokio::time::timeout(START_WAIT, acquire(&hub))
             .await
@@ -282,6 +299,11 @@ impl Hub {
         self.sessions.close();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions.wait()).await;
         self.mode.send_replace(Mode::Down);
+        // Rooms first: each records its room's last edits and hands its
+        // file back to the engine.
+        self.rooms_stop.cancel();
+        self.rooms.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.rooms.wait()).await;
         // Kernels stop before the engine, so the ends of their runs are
         // in the log the checkpoint covers.
         let runner = self.runner.lock().take();
@@ -350,6 +372,14 @@ async fn supervise(hub: Arc<Hub>, first: Acquired) {
                 let runner = Arc::new(Runner::new(engine.clone(), hub.data.join("kernels")));
                 runner.recover().await;
                 *hub.runner.lock() = Some(runner.clone());
+                if let Some(jupyter) = &hub.jupyter {
+                    crate::room::start(
+                        engine.clone(),
+                        jupyter.clone(),
+                        hub.rooms_stop.clone(),
+                        hub.rooms.clone(),
+                    );
+                }
                 let server = NotebookServer::new(engine, runner).with_stop(hub.draining.clone());
                 hub.mode.send_replace(Mode::Owner(server));
                 tracing::info!("owner of the store");

@@ -19,6 +19,7 @@ pub mod progress;
 pub mod projections;
 pub mod replay;
 pub mod resources;
+pub mod room;
 pub mod runs;
 pub mod store;
 pub mod time;

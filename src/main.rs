@@ -57,6 +57,43 @@ struct HttpArgs {
     allowed_origin: Vec<String>,
 }
 
+/// Joining JupyterLab's collaboration rooms (§12).
+#[derive(clap::Args)]
+struct JupyterArgs {
+    /// Join the collaboration room (jupyter-collaboration 3+) of each notebook nbledger touches on the Jupyter server at URL (e.g. http://127.0.0.1:8888/), as a peer beside the people editing it there.
+    #[arg(long, value_name = "URL")]
+    jupyter: Option<String>,
+    /// The Jupyter server's token, from this file (first line); else JUPYTER_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "jupyter")]
+    jupyter_token_file: Option<PathBuf>,
+}
+
+impl JupyterArgs {
+    fn resolve(self) -> anyhow::Result<Option<nbledger::room::Jupyter>> {
+        let Some(url) = self.jupyter else {
+            return Ok(None);
+        };
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            anyhow::bail!("--jupyter wants an http:// or https:// URL, got {url}");
+        }
+        let token = match &self.jupyter_token_file {
+            Some(f) => Some(first_line(f)?),
+            None => std::env::var("JUPYTER_TOKEN").ok(),
+        }
+        .filter(|t| !t.is_empty());
+        Ok(Some(nbledger::room::Jupyter { url, token }))
+    }
+}
+
+fn first_line(f: &std::path::Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(f)?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned())
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve MCP over stdio.
@@ -65,6 +102,8 @@ enum Command {
         place: Place,
         #[command(flatten)]
         http: HttpArgs,
+        #[command(flatten)]
+        jupyter: JupyterArgs,
         /// List only these toolsets (comma-separated): read, edit, collab, snapshots, transfer, runs, notebooks, or all. A lean agent: read,edit,collab.
         #[arg(
             long,
@@ -357,9 +396,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             place,
             http,
+            jupyter,
             toolsets,
         } => {
             let (root, data) = place.resolve(true)?;
+            let jupyter = jupyter.resolve()?;
             let token = match &http.token_file {
                 Some(f) => Some(
                     std::fs::read_to_string(f)?
@@ -382,7 +423,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             // Owner of the store, or attached to the process that owns it.
-            let hub = Hub::start(&root, &data).await?;
+            let hub = Hub::start_with(&root, &data, jupyter).await?;
             let front = Front::new(hub.clone(), false).with_toolsets(toolsets);
             if let Some(addr) = http.http {
                 let shutdown = tokio_util::sync::CancellationToken::new();

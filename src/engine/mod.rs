@@ -39,6 +39,7 @@ use crate::replay;
 use crate::store::{Store, StoreError};
 use crate::time::now_ms;
 
+mod room;
 mod staging;
 mod sync;
 #[cfg(test)]
@@ -113,6 +114,9 @@ struct Inner {
     /// its file held when the batch checked it. A save that lands after
     /// that check is merged against it (§8.8).
     bases: HashMap<String, notebook::Content>,
+    /// Notebooks nbledger is in the JupyterLab room of (§12): Jupyter
+    /// saves their files, so the engine neither writes nor syncs them.
+    roomed: std::collections::HashSet<String>,
 }
 
 /// Long-polls waiting at once on one engine, that is per store owner
@@ -518,8 +522,10 @@ impl Engine {
             } else {
                 "already exists; pick another path or remove that file first"
             };
-            return Err(ToolError::new(Code::Exists, format!("{} {why}", quote(&d.rel)))
-                .with("path", d.rel.clone()));
+            return Err(
+                ToolError::new(Code::Exists, format!("{} {why}", quote(&d.rel)))
+                    .with("path", d.rel.clone()),
+            );
         }
         let now = now_ms().max(inner.ws.head_timestamp_ms);
         let planned = {

@@ -241,8 +241,13 @@ impl Engine {
         event.version = version;
         // Times never decrease along versions (§8.5).
         event.timestamp_ms = timestamp_ms.max(inner.ws.head_timestamp_ms);
+        // Jupyter alone writes a roomed notebook's file (§12).
+        let files: Vec<&NotebookPath> = nps
+            .iter()
+            .filter(|np| write_file && !inner.roomed.contains(&np.rel))
+            .collect();
         if write_file {
-            for np in nps {
+            for np in &files {
                 if !inner.unwritten.contains_key(&np.rel)
                     && let Some(nb) = inner.ws.notebook(&np.rel)
                 {
@@ -257,7 +262,7 @@ impl Engine {
         let index = inner.staged.len();
         inner.staged.push(event);
         if write_file {
-            for np in nps {
+            for np in files {
                 inner
                     .unwritten
                     .insert(np.rel.clone(), (np.abs.clone(), index));

@@ -335,6 +335,11 @@ impl Engine {
         if inner.unwritten.contains_key(&np.rel) {
             return Ok(());
         }
+        // In a room the file is Jupyter's save of the room, whose edits
+        // reach the log through the room (§12): never an outside change.
+        if inner.roomed.contains(&np.rel) && inner.ws.notebook(&np.rel).is_some() {
+            return Ok(());
+        }
         let meta = match fs::metadata(&np.abs) {
             Ok(m) => m,
             Err(_) => {
