@@ -9,6 +9,12 @@
 //! concurrent requests.
 //! Identity and locks never depend on the connection: both protocol eras
 //! (2026-07-28 stateless and 2025-11-25 sessions) reach the same engine.
+//!
+//! Every other path is the forensic view (§11, [`crate::ui`]), behind the
+//! same token and the same Host/Origin rules, GET and HEAD only. The owner
+//! reads its own store pinned at the durable head ([`Store::reader`]); an
+//! attached process reads a private copy from the owner, taken again when
+//! older than [`COPY_MAX_AGE`].
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,8 +29,42 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Front;
+use crate::audit::{Audit, AuditError};
+use crate::hub::{Front, Hub};
 use crate::lines::MESSAGE_LIMIT;
+use crate::ui::{Gate, LogSource};
+
+/// How stale the forensic view's copy of the log may get in a process
+/// that does not own the store.
+const COPY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The log the forensic view reads under `serve --http`.
+struct HubLog {
+    hub: Arc<Hub>,
+    copy: parking_lot::Mutex<Option<(std::time::Instant, Arc<Audit>)>>,
+}
+
+impl LogSource for HubLog {
+    fn audit(&self) -> Result<Arc<Audit>, AuditError> {
+        if let Some(engine) = self.hub.engine() {
+            let store = engine.store().reader();
+            return Ok(Arc::new(Audit::with_store(
+                store,
+                self.hub.root(),
+                self.hub.data(),
+            )));
+        }
+        let mut copy = self.copy.lock();
+        if let Some((at, audit)) = copy.as_ref()
+            && at.elapsed() < COPY_MAX_AGE
+        {
+            return Ok(audit.clone());
+        }
+        let fresh = Arc::new(Audit::open(Some(self.hub.root()), Some(self.hub.data()))?);
+        *copy = Some((std::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+}
 
 /// Requests served at once; past it, callers get 503 and retry.
 const MAX_CONCURRENT: usize = 256;
@@ -156,6 +196,16 @@ pub async fn serve(
     // rebinding page keeps its own origin even when its Host is ours).
     let mut origins = own_origins(&hosts, bound.port());
     origins.extend(opts.allowed_origins);
+    let view = crate::ui::router(
+        Arc::new(HubLog {
+            hub: front.hub(),
+            copy: parking_lot::Mutex::new(None),
+        }),
+        Gate {
+            hosts: hosts.clone(),
+            origins: origins.clone(),
+        },
+    );
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
@@ -211,6 +261,7 @@ pub async fn serve(
     });
     let app = axum::Router::new()
         .nest_service("/mcp", service)
+        .merge(view)
         .layer(guard);
     // Not eprintln!: it panics when stderr is a pipe nobody reads.
     let _ = writeln!(

@@ -518,6 +518,64 @@ impl Store {
         Ok(out)
     }
 
+    /// Versions of events that belong to notebook `path`, newest first,
+    /// strictly before `before`, at most `limit` (the forensic view pages
+    /// a notebook's timeline backwards through the index).
+    pub fn notebook_versions_rev(
+        &self,
+        path: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let start = nb_key(path, 0);
+        let end = nb_key(path, before);
+        let mut out = Vec::new();
+        for kv in self.by_nb.range(start..end).rev().take(limit) {
+            let (k, _) = kv?;
+            out.push(be_u64(&k[k.len() - 8..]));
+        }
+        Ok(out)
+    }
+
+    /// The envelopes of the records strictly before `before` (and at most
+    /// the head), newest first, bodies left undecoded: what a filter on
+    /// client, operation or time walks.
+    pub fn heads_rev(
+        &self,
+        before: u64,
+    ) -> impl Iterator<Item = Result<RecordHead, StoreError>> + '_ {
+        let end = before.min(self.head().saturating_add(1));
+        self.events
+            .range(1u64.to_be_bytes()..end.to_be_bytes())
+            .rev()
+            .map(move |kv| {
+                let (k, v) = kv?;
+                let version = be_u64(&k);
+                codec::decode_head(&v).map_err(|source| StoreError::Decode { version, source })
+            })
+    }
+
+    /// Another handle on this open log, pinned at its durable head now:
+    /// it reads what this one does up to that version and never writes.
+    /// The owner's `serve --http` gives one to each page of the forensic
+    /// view (§11), so a page reads one consistent log without a copy.
+    pub fn reader(&self) -> Store {
+        Store {
+            dir: self.dir.clone(),
+            db: self.db.clone(),
+            events: self.events.clone(),
+            meta: self.meta.clone(),
+            by_nb: self.by_nb.clone(),
+            by_cell: self.by_cell.clone(),
+            blobs: self.blobs.clone(),
+            head: AtomicU64::new(self.head()),
+            head_hash: Mutex::new(self.head_hash()),
+            failed: std::sync::atomic::AtomicBool::new(true),
+            #[cfg(test)]
+            fail_flushes: Default::default(),
+        }
+    }
+
     /// Versions of events that touched cell `cell_id` of `path`, newest
     /// first, strictly before `before`, at most `limit`.
     pub fn cell_versions_rev(
