@@ -162,6 +162,51 @@ async fn drain(mut body: axum::body::Body) {
     }
 }
 
+/// The cookie that carries the token for the forensic view's pages.
+const TOKEN_COOKIE: &str = "nbledger_token";
+
+/// The token in the request's `nbledger_token` cookie.
+fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == TOKEN_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// A GET of a view page with the right `?token=`: a redirect to the same
+/// page without it (so it leaves the address bar and history), setting the
+/// token as an HttpOnly, SameSite=Strict cookie. `None` otherwise.
+fn token_login(req: &Request, expected: &str) -> Option<Response> {
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    let query = req.uri().query()?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let given = pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v)?;
+    if !same_secret(given, expected) {
+        return None;
+    }
+    let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "token").collect();
+    let mut location = req.uri().path().to_owned();
+    if !rest.is_empty() {
+        location.push('?');
+        location.push_str(&serde_urlencoded::to_string(&rest).ok()?);
+    }
+    let cookie = format!("{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/");
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&location).ok()?);
+    r.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(r)
+}
+
 fn unauthorized() -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
     r.headers_mut()
@@ -230,8 +275,18 @@ pub async fn serve(
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "));
+                let view = !req.uri().path().starts_with("/mcp");
                 if !given.is_some_and(|g| same_secret(g, expected)) {
-                    return unauthorized();
+                    // A browser cannot send a bearer header: the view's
+                    // pages also take the token from their cookie, set
+                    // by one visit with `?token=` (§11).
+                    if view && cookie_token(req.headers()).is_some_and(|g| same_secret(g, expected)) {
+                        // Accepted.
+                    } else if let Some(r) = view.then(|| token_login(&req, expected)).flatten() {
+                        return r;
+                    } else {
+                        return unauthorized();
+                    }
                 }
             }
             let declared = req
