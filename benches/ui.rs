@@ -12,7 +12,6 @@
 //! printed too.
 
 #[path = "../tests/ui_log/mod.rs"]
-#[allow(dead_code)]
 mod ui_log;
 
 use std::sync::Arc;
@@ -44,14 +43,26 @@ fn pages(c: &mut Criterion) {
     let cases: Vec<(&str, String)> = vec![
         ("timeline first page", "/".into()),
         ("timeline of one notebook", "/?nb=nb7.ipynb".into()),
-        ("timeline of one cell", "/?nb=nb7.ipynb&cell=c0000001".into()),
+        (
+            "timeline of one cell",
+            "/?nb=nb7.ipynb&cell=c0000001".into(),
+        ),
         ("timeline by client (envelope scan)", "/?client=bob".into()),
-        ("timeline by operation, rare (scan budget)", "/?op=lock_cells".into()),
-        ("timeline by time range", "/?since=2026-11-23T20:30&until=2026-11-23T20:31".into()),
+        (
+            "timeline by operation, rare (scan budget)",
+            "/?op=lock_cells".into(),
+        ),
+        (
+            "timeline by time range",
+            "/?since=2026-11-23T20:30&until=2026-11-23T20:31".into(),
+        ),
         ("timeline deep page", format!("/?before={mid}")),
         ("event page", format!("/event/{mid}")),
         ("notebook at head", "/notebook?path=nb7.ipynb".into()),
-        ("notebook at a middle version (before the checkpoint)", format!("/notebook?path=nb7.ipynb&v={mid}")),
+        (
+            "notebook at a middle version (before the checkpoint)",
+            format!("/notebook?path=nb7.ipynb&v={mid}"),
+        ),
         ("blame of a notebook", "/blame?path=nb7.ipynb".into()),
         ("activity (1000 events)", "/activity".into()),
     ];

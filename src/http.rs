@@ -280,12 +280,13 @@ pub async fn serve(
                     // A browser cannot send a bearer header: the view's
                     // pages also take the token from their cookie, set
                     // by one visit with `?token=` (§11).
-                    if view && cookie_token(req.headers()).is_some_and(|g| same_secret(g, expected)) {
-                        // Accepted.
-                    } else if let Some(r) = view.then(|| token_login(&req, expected)).flatten() {
-                        return r;
-                    } else {
-                        return unauthorized();
+                    let by_cookie = view
+                        && cookie_token(req.headers()).is_some_and(|g| same_secret(g, expected));
+                    if !by_cookie {
+                        return match view.then(|| token_login(&req, expected)).flatten() {
+                            Some(login) => login,
+                            None => unauthorized(),
+                        };
                     }
                 }
             }

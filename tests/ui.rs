@@ -555,3 +555,22 @@ fn serve_http_mounts_the_view_behind_its_token() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_rare_client_is_found_page_by_page_under_the_scan_budget() {
+    let budget = nbledger::ui::SCAN_BUDGET as u64;
+    let b = ui_log::session(budget + 5_000);
+    let log = open(&b);
+    let first = get(&log, "/?client=external");
+    assert_eq!(rows(&first), Vec::<u64>::new());
+    let stop = b.head + 1 - budget;
+    assert!(
+        first.contains(&format!("the search stopped below version {stop}")),
+        "{first}"
+    );
+    let next = format!("/?client=external&before={stop}");
+    assert!(first.contains(&next.replace('&', "&amp;")), "{first}");
+    let second = get(&log, &next);
+    assert_eq!(rows(&second), vec![10]);
+    assert!(!second.contains(r#"rel="next""#));
+}

@@ -32,6 +32,8 @@ use parking_lot::RwLock;
 
 use crate::audit::{Audit, AuditError};
 
+pub use timeline::SCAN_BUDGET;
+
 /// The log a page reads.
 pub trait LogSource: Send + Sync + 'static {
     /// The log as the next page reads it (one consistent version).
@@ -361,4 +363,35 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_drop_their_port() {
+        assert_eq!(host_name("localhost:8767"), "localhost");
+        assert_eq!(host_name("[::1]:8767"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn urls_leave_empty_values_out_and_encode_the_rest() {
+        assert_eq!(url("/", &[("nb", String::new())]), "/");
+        assert_eq!(
+            url("/", &[("nb", "a b&c.ipynb".into()), ("v", "3".into())]),
+            "/?nb=a+b%26c.ipynb&v=3"
+        );
+    }
+
+    #[test]
+    fn times_parse_by_the_precision_given() {
+        use timeline::parse_time;
+        let t = parse_time("2026-11-23T20:17:40.123Z", false).unwrap();
+        assert_eq!(crate::time::rfc3339(t), "2026-11-23T20:17:40.123Z");
+        let day_end = parse_time("2026-11-23", true).unwrap();
+        assert_eq!(crate::time::rfc3339(day_end), "2026-11-23T23:59:59.999Z");
+        let minute_end = parse_time("2026-11-23T20:17", true).unwrap();
+        assert_eq!(crate::time::rfc3339(minute_end), "2026-11-23T20:17:59.999Z");
+        assert!(parse_time("yesterday", false).is_err());
+        assert!(parse_time("2026-13-01", false).is_err());
+    }
+}

@@ -197,6 +197,41 @@ pub fn find(audit: &Audit, f: &Filters, before: u64, limit: usize) -> Result<Fou
     let needs_heads = !f.client.is_empty() || !f.operation.is_empty();
     let mut versions = Vec::new();
     let mut scanned = 0usize;
+    if notebook.is_none() && needs_heads {
+        // The whole log by client or operation: one backward range scan
+        // of envelopes.
+        for h in store.heads_rev(before) {
+            let h = h?;
+            let v = h.version;
+            if v < lowest {
+                break;
+            }
+            if scanned >= SCAN_BUDGET {
+                return Ok(Found {
+                    versions,
+                    next: Some(v + 1),
+                    stopped_at: Some(v + 1),
+                });
+            }
+            scanned += 1;
+            if !f.matches(&h) {
+                continue;
+            }
+            versions.push(v);
+            if versions.len() == limit {
+                return Ok(Found {
+                    versions,
+                    next: (v > lowest).then_some(v),
+                    stopped_at: None,
+                });
+            }
+        }
+        return Ok(Found {
+            versions,
+            next: None,
+            stopped_at: None,
+        });
+    }
     let mut cursor = before;
     // Walk candidates newest first, in chunks from the index (or the log).
     'walk: loop {

@@ -51,6 +51,7 @@ struct Log {
 }
 
 impl Log {
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         dt_ms: i64,
@@ -107,7 +108,8 @@ fn set(path: &str, id: &str, before: &str, after: &str) -> Change {
 /// 10. external creates b.ipynb (import) with one cell
 /// 11. carl sets e1's outputs and metadata (cell replaced)
 /// 12. bob deletes m1
-/// then `extra` more edits by ana, bob and carl to c1 (alternating).
+///
+/// Then `extra` more edits by ana, bob and carl to c1 (alternating).
 pub fn session(extra: u64) -> Built {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
@@ -402,7 +404,7 @@ pub fn large(dir: &Path, n: u64, notebooks: usize, cells: usize) -> PathBuf {
         let path = format!("nb{k}.ipynb");
         let id = format!("c{c:07}");
         let client = who[v as usize % 4];
-        let (op, change) = if v % 50 == 0 {
+        let (op, change) = if v.is_multiple_of(50) {
             (
                 "lock_cells",
                 Change::LockAcquired {

@@ -1,1 +1,0 @@
-//! Handler tests live in tests/ui.rs (they need a log built by the engine).
