@@ -251,10 +251,17 @@ mod tests {
 
     #[test]
     fn markdown_loses_scripts_and_handlers() {
-        let html = markdown("# T\n<script>window.pwned=1</script><img src=x onerror=alert(1)>[a](javascript:alert(1))").into_string();
+        let html = markdown(
+            "# T\n<script>window.pwned=1</script><img src=x onerror=alert(1)>\n\n[a](javascript:alert(1))",
+        )
+        .into_string();
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("onerror"), "{html}");
-        assert!(!html.contains("javascript:"), "{html}");
+        assert!(!html.contains("href=\"javascript:"), "{html}");
+        assert!(
+            html.contains("<a rel=\"noopener noreferrer\">a</a>"),
+            "{html}"
+        );
         assert!(html.contains("<h1>T</h1>"), "{html}");
     }
 
