@@ -972,6 +972,32 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_is_pinned_at_the_head_and_walks_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let events: Vec<Event> = (1..=6)
+            .map(|v| event(v, if v % 2 == 0 { "a.ipynb" } else { "b.ipynb" }))
+            .collect();
+        s.append_batch(&events[..4]).unwrap();
+        let r = s.reader();
+        s.append_batch(&events[4..]).unwrap();
+        assert_eq!(r.head(), 4);
+        let heads: Vec<u64> = r.heads_rev(u64::MAX).map(|h| h.unwrap().version).collect();
+        assert_eq!(heads, [4, 3, 2, 1], "nothing past the reader's head");
+        let heads: Vec<u64> = s.heads_rev(4).map(|h| h.unwrap().version).collect();
+        assert_eq!(heads, [3, 2, 1]);
+        assert_eq!(
+            s.notebook_versions_rev("a.ipynb", 7, 10).unwrap(),
+            [6, 4, 2]
+        );
+        assert_eq!(s.notebook_versions_rev("a.ipynb", 4, 1).unwrap(), [2]);
+        assert!(
+            r.append(&event(7, "a.ipynb")).is_err(),
+            "a reader never writes"
+        );
+    }
+
+    #[test]
     fn a_dump_is_the_log_as_of_the_durable_head() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("a")).unwrap();
