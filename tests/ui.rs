@@ -574,3 +574,29 @@ fn a_rare_client_is_found_page_by_page_under_the_scan_budget() {
     assert_eq!(rows(&second), vec![10]);
     assert!(!second.contains(r#"rel="next""#));
 }
+
+#[test]
+fn both_views_read_a_log_that_a_server_holds() {
+    let b = ui_log::session(0);
+    // The server owns the store (and may append start-up records).
+    let (mut server, url) = common::http_server(&b.root, None);
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let (code, page) = http(&addr, "GET", "/event/6", &[]);
+    assert_eq!(code, 200, "the owner's own store: {page}");
+    assert!(page.contains("Locks it overrode"));
+    let (code, page) = http(&addr, "GET", "/notebook?path=a.ipynb&v=11", &[]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(r#"sandbox="""#));
+    // `nbledger ui` beside it copies the log through the owner's socket.
+    let (mut ui, ui_addr) = ui_server(&b);
+    let (code, page) = http(&ui_addr, "GET", "/?client=bob", &[]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(r#"<tr id="v4">"#), "{page}");
+    ui.kill().unwrap();
+    ui.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
