@@ -9,6 +9,12 @@
 //! concurrent requests.
 //! Identity and locks never depend on the connection: both protocol eras
 //! (2026-07-28 stateless and 2025-11-25 sessions) reach the same engine.
+//!
+//! Every other path is the forensic view (§11, [`crate::ui`]), behind the
+//! same token and the same Host/Origin rules, GET and HEAD only. The owner
+//! reads its own store pinned at the durable head ([`Store::reader`]); an
+//! attached process reads a private copy from the owner, taken again when
+//! older than [`COPY_MAX_AGE`].
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,8 +29,42 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Front;
+use crate::audit::{Audit, AuditError};
+use crate::hub::{Front, Hub};
 use crate::lines::MESSAGE_LIMIT;
+use crate::ui::{Gate, LogSource};
+
+/// How stale the forensic view's copy of the log may get in a process
+/// that does not own the store.
+const COPY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The log the forensic view reads under `serve --http`.
+struct HubLog {
+    hub: Arc<Hub>,
+    copy: parking_lot::Mutex<Option<(std::time::Instant, Arc<Audit>)>>,
+}
+
+impl LogSource for HubLog {
+    fn audit(&self) -> Result<Arc<Audit>, AuditError> {
+        if let Some(engine) = self.hub.engine() {
+            let store = engine.store().reader();
+            return Ok(Arc::new(Audit::with_store(
+                store,
+                self.hub.root(),
+                self.hub.data(),
+            )));
+        }
+        let mut copy = self.copy.lock();
+        if let Some((at, audit)) = copy.as_ref()
+            && at.elapsed() < COPY_MAX_AGE
+        {
+            return Ok(audit.clone());
+        }
+        let fresh = Arc::new(Audit::open(Some(self.hub.root()), Some(self.hub.data()))?);
+        *copy = Some((std::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+}
 
 /// Requests served at once; past it, callers get 503 and retry.
 const MAX_CONCURRENT: usize = 256;
@@ -122,6 +162,51 @@ async fn drain(mut body: axum::body::Body) {
     }
 }
 
+/// The cookie that carries the token for the forensic view's pages.
+const TOKEN_COOKIE: &str = "nbledger_token";
+
+/// The token in the request's `nbledger_token` cookie.
+fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == TOKEN_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// A GET of a view page with the right `?token=`: a redirect to the same
+/// page without it (so it leaves the address bar and history), setting the
+/// token as an HttpOnly, SameSite=Strict cookie. `None` otherwise.
+fn token_login(req: &Request, expected: &str) -> Option<Response> {
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    let query = req.uri().query()?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let given = pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v)?;
+    if !same_secret(given, expected) {
+        return None;
+    }
+    let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "token").collect();
+    let mut location = req.uri().path().to_owned();
+    if !rest.is_empty() {
+        location.push('?');
+        location.push_str(&serde_urlencoded::to_string(&rest).ok()?);
+    }
+    let cookie = format!("{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/");
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&location).ok()?);
+    r.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(r)
+}
+
 fn unauthorized() -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
     r.headers_mut()
@@ -156,6 +241,16 @@ pub async fn serve(
     // rebinding page keeps its own origin even when its Host is ours).
     let mut origins = own_origins(&hosts, bound.port());
     origins.extend(opts.allowed_origins);
+    let view = crate::ui::router(
+        Arc::new(HubLog {
+            hub: front.hub(),
+            copy: parking_lot::Mutex::new(None),
+        }),
+        Gate {
+            hosts: hosts.clone(),
+            origins: origins.clone(),
+        },
+    );
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
@@ -180,8 +275,19 @@ pub async fn serve(
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "));
+                let view = !req.uri().path().starts_with("/mcp");
                 if !given.is_some_and(|g| same_secret(g, expected)) {
-                    return unauthorized();
+                    // A browser cannot send a bearer header: the view's
+                    // pages also take the token from their cookie, set
+                    // by one visit with `?token=` (§11).
+                    let by_cookie = view
+                        && cookie_token(req.headers()).is_some_and(|g| same_secret(g, expected));
+                    if !by_cookie {
+                        return match view.then(|| token_login(&req, expected)).flatten() {
+                            Some(login) => login,
+                            None => unauthorized(),
+                        };
+                    }
                 }
             }
             let declared = req
@@ -211,6 +317,7 @@ pub async fn serve(
     });
     let app = axum::Router::new()
         .nest_service("/mcp", service)
+        .merge(view)
         .layer(guard);
     // Not eprintln!: it panics when stderr is a pipe nobody reads.
     let _ = writeln!(

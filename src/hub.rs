@@ -274,6 +274,16 @@ impl Hub {
     }
 
     /// Whether this process owns the store now.
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The data folder (where the log lives).
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
     pub fn is_owner(&self) -> bool {
         matches!(&*self.mode.borrow(), Mode::Owner(_))
     }
@@ -688,6 +698,11 @@ pub struct Front {
 }
 
 impl Front {
+    /// The hub this face serves (the forensic view reads its log).
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
     pub fn new(hub: Arc<Hub>, forwarded: bool) -> Front {
         Front {
             hub,

@@ -24,3 +24,4 @@ pub mod runs;
 pub mod store;
 pub mod time;
 pub mod tools;
+pub mod ui;

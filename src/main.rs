@@ -196,6 +196,17 @@ enum Command {
         #[command(flatten)]
         place: Place,
     },
+    /// The forensic view: read-only web pages over the log on 127.0.0.1 (timeline, events, notebooks at any version, blame, activity).
+    ///
+    /// Works on a private copy of the log, with or without a server
+    /// running; `/reload` takes a newer copy.
+    Ui {
+        #[command(flatten)]
+        place: Place,
+        /// The loopback port to listen on (0: any free port; the address is printed on stderr).
+        #[arg(long, default_value_t = 8767)]
+        port: u16,
+    },
     /// Every event as one JSON object per line.
     Export {
         #[command(flatten)]
@@ -255,7 +266,7 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve { .. }) {
+    if !matches!(cli.command, Command::Serve { .. } | Command::Ui { .. }) {
         return run_audit(cli.command);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -287,6 +298,7 @@ fn run_audit(command: Command) -> ExitCode {
     let place = match &command {
         Command::Tools { toolsets, markdown } => return print_tools(*toolsets, *markdown),
         Command::Serve { place, .. }
+        | Command::Ui { place, .. }
         | Command::Log { place, .. }
         | Command::History { place, .. }
         | Command::Blame { place, .. }
@@ -303,7 +315,7 @@ fn run_audit(command: Command) -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let paint = Paint::for_stdout();
     let done = match command {
-        Command::Serve { .. } | Command::Tools { .. } => Ok(0),
+        Command::Serve { .. } | Command::Tools { .. } | Command::Ui { .. } => Ok(0),
         Command::Log {
             notebook,
             since,
@@ -467,6 +479,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub.shutdown().await;
             served?;
             Ok(exit_code(&hub))
+        }
+        Command::Ui { place, port } => {
+            // The copy is taken on a blocking thread: it may read a large log.
+            let (root, data) = (place.root.clone(), place.data.clone());
+            let log = match tokio::task::spawn_blocking(move || {
+                nbledger::ui::CopiedLog::open(root, data)
+            })
+            .await?
+            {
+                Ok(l) => l,
+                Err(e) => return Ok(audit_failure(e)),
+            };
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            });
+            nbledger::ui::serve(std::sync::Arc::new(log), port, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
         }
         other => Ok(run_audit(other)),
     }

@@ -518,6 +518,64 @@ impl Store {
         Ok(out)
     }
 
+    /// Versions of events that belong to notebook `path`, newest first,
+    /// strictly before `before`, at most `limit` (the forensic view pages
+    /// a notebook's timeline backwards through the index).
+    pub fn notebook_versions_rev(
+        &self,
+        path: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let start = nb_key(path, 0);
+        let end = nb_key(path, before);
+        let mut out = Vec::new();
+        for kv in self.by_nb.range(start..end).rev().take(limit) {
+            let (k, _) = kv?;
+            out.push(be_u64(&k[k.len() - 8..]));
+        }
+        Ok(out)
+    }
+
+    /// The envelopes of the records strictly before `before` (and at most
+    /// the head), newest first, bodies left undecoded: what a filter on
+    /// client, operation or time walks.
+    pub fn heads_rev(
+        &self,
+        before: u64,
+    ) -> impl Iterator<Item = Result<RecordHead, StoreError>> + '_ {
+        let end = before.min(self.head().saturating_add(1));
+        self.events
+            .range(1u64.to_be_bytes()..end.to_be_bytes())
+            .rev()
+            .map(move |kv| {
+                let (k, v) = kv?;
+                let version = be_u64(&k);
+                codec::decode_head(&v).map_err(|source| StoreError::Decode { version, source })
+            })
+    }
+
+    /// Another handle on this open log, pinned at its durable head now:
+    /// it reads what this one does up to that version and never writes.
+    /// The owner's `serve --http` gives one to each page of the forensic
+    /// view (§11), so a page reads one consistent log without a copy.
+    pub fn reader(&self) -> Store {
+        Store {
+            dir: self.dir.clone(),
+            db: self.db.clone(),
+            events: self.events.clone(),
+            meta: self.meta.clone(),
+            by_nb: self.by_nb.clone(),
+            by_cell: self.by_cell.clone(),
+            blobs: self.blobs.clone(),
+            head: AtomicU64::new(self.head()),
+            head_hash: Mutex::new(self.head_hash()),
+            failed: std::sync::atomic::AtomicBool::new(true),
+            #[cfg(test)]
+            fail_flushes: Default::default(),
+        }
+    }
+
     /// Versions of events that touched cell `cell_id` of `path`, newest
     /// first, strictly before `before`, at most `limit`.
     pub fn cell_versions_rev(
@@ -911,6 +969,32 @@ mod tests {
         .unwrap();
         let mut it = entries.into_iter();
         Store::from_dump(into, || Ok(it.next())).unwrap()
+    }
+
+    #[test]
+    fn a_reader_is_pinned_at_the_head_and_walks_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let events: Vec<Event> = (1..=6)
+            .map(|v| event(v, if v % 2 == 0 { "a.ipynb" } else { "b.ipynb" }))
+            .collect();
+        s.append_batch(&events[..4]).unwrap();
+        let r = s.reader();
+        s.append_batch(&events[4..]).unwrap();
+        assert_eq!(r.head(), 4);
+        let heads: Vec<u64> = r.heads_rev(u64::MAX).map(|h| h.unwrap().version).collect();
+        assert_eq!(heads, [4, 3, 2, 1], "nothing past the reader's head");
+        let heads: Vec<u64> = s.heads_rev(4).map(|h| h.unwrap().version).collect();
+        assert_eq!(heads, [3, 2, 1]);
+        assert_eq!(
+            s.notebook_versions_rev("a.ipynb", 7, 10).unwrap(),
+            [6, 4, 2]
+        );
+        assert_eq!(s.notebook_versions_rev("a.ipynb", 4, 1).unwrap(), [2]);
+        assert!(
+            r.append(&event(7, "a.ipynb")).is_err(),
+            "a reader never writes"
+        );
     }
 
     #[test]
